@@ -1,0 +1,107 @@
+# AMOS22 task 1 submission toolkit. `make help` lists every target and variable.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Each variable's `## text` is its line in `make help`; the values are trimmed below.
+TEAMNAME        ?= demoteam  ## team name registered with AMOS22: lowercase letters only (image and tarball name)
+TASK            ?= task1  ## challenge task, part of the tarball name TEAMNAME-TASK.tar.gz
+VERSION         ?= $(shell cat VERSION)  ## image version tag and OCI label
+BASE_IMAGE      ?= python:3.11-slim-bookworm  ## base of both image stages (needs Python 3.11)
+LOCAL_BASE_IMAGE ?= amosseg-base:bookworm  ## name of the debootstrap base that make base-image builds (offline fallback)
+TORCH_VERSION   ?= 2.7.1  ## torch inside the image (2.7.1+cu118 runs on NVIDIA drivers >= 450.80)
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cu118  ## extra pip index torch comes from (empty: PyPI only)
+WHEELHOUSE      ?=  ## folder of wheels for an offline build (make wheelhouse writes wheelhouse/); empty: install online
+WEIGHTS         ?= weights  ## trained nnU-Net v2 model folder copied to /workspace/weights
+INPUT           ?= samples/images  ## folder of *.nii.gz cases that make run segments (mounted read-only)
+OUTPUT          ?= output  ## folder make run writes the label maps to
+DIST            ?= dist  ## folder make package writes TEAMNAME-TASK.tar.gz to
+LABELS          ?= samples/labels  ## reference label maps for make validate / make verify-load
+SAMPLES         ?= 4  ## number of synthetic cases make samples writes
+TORCH_HOST_VERSION ?= 2.13.0  ## torch of the host virtualenv (and of the offline fallback image)
+PYTEST_ARGS     ?=  ## extra pytest arguments for make test, e.g. PYTEST_ARGS='-m "not docker"'
+VENV            ?= .venv  ## host virtualenv of the tools
+
+# `VAR ?= value  ## text` keeps the spaces before `##` in the value: strip them.
+TRIMMED := TEAMNAME TASK VERSION BASE_IMAGE LOCAL_BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE \
+           WEIGHTS INPUT OUTPUT DIST LABELS SAMPLES TORCH_HOST_VERSION PYTEST_ARGS VENV
+$(foreach v,$(TRIMMED),$(eval override $(v) := $(strip $(value $(v)))))
+PY := $(VENV)/bin/python
+
+export TEAMNAME TASK VERSION BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE DIST WEIGHTS
+
+.PHONY: help setup samples train-demo evaluate-demo base-image wheelhouse build run package \
+        verify-load validate demo test bench-inference bench-build bench-package clean check-teamname
+
+help: ## list targets and variables
+	@echo "Targets:"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1|\2/' | column -t -s'|'
+	@echo
+	@echo "Variables (override on the command line, e.g. make build TEAMNAME=myteam):"
+	@grep -hE '^[A-Z_]+ +\?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) +\?= *(.*[^ ]|) *## (.*)/  \1|\3 [default: \2]/' | sed 's/\$$(shell cat VERSION)/the VERSION file/' | column -t -s'|'
+
+check-teamname: ## refuse a TEAMNAME that is not lowercase letters only (before Docker is touched)
+	@[[ "$(TEAMNAME)" =~ ^[a-z]+$$ ]] || { echo "error: TEAMNAME='$(TEAMNAME)' must be lowercase letters only (a-z), e.g. make build TEAMNAME=myteam" >&2; exit 2; }
+
+$(VENV)/.stamp: requirements-dev.txt requirements-dev-nodeps.txt inference/requirements.txt inference/requirements-nodeps.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q torch==$(TORCH_HOST_VERSION)
+	$(VENV)/bin/pip install -q -r requirements-dev.txt
+	$(VENV)/bin/pip install -q --no-deps -r requirements-dev-nodeps.txt
+	touch $@
+
+setup: $(VENV)/.stamp ## host virtualenv with the tools' pinned dependencies (quick when unchanged)
+
+samples: $(VENV)/.stamp ## write SAMPLES synthetic CT cases to samples/images and samples/labels
+	$(PY) scripts/make_samples.py --out samples --count $(SAMPLES)
+
+base-image: ## build LOCAL_BASE_IMAGE (Debian bookworm + Python 3.11) with debootstrap: no registry needed
+	scripts/base_image.sh $(LOCAL_BASE_IMAGE)
+
+wheelhouse: $(VENV)/.stamp ## download torch TORCH_VERSION + inference requirements as wheels into WHEELHOUSE (default wheelhouse/)
+	scripts/make_wheelhouse.sh $(or $(WHEELHOUSE),wheelhouse) $(TORCH_VERSION) '$(TORCH_INDEX_URL)' $(PY)
+
+build: check-teamname $(VENV)/.stamp ## build the image TEAMNAME:VERSION and TEAMNAME:latest (both stages) and print its table
+	$(PY) scripts/build_image.py --teamname '$(TEAMNAME)' --task '$(TASK)' --version '$(VERSION)' \
+	    --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' --torch-index-url '$(TORCH_INDEX_URL)' \
+	    --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
+
+run: check-teamname $(VENV)/.stamp ## run TEAMNAME:latest on INPUT into OUTPUT exactly as the organisers do
+	$(PY) scripts/run_image.py --image '$(TEAMNAME):latest' --input '$(INPUT)' --output '$(OUTPUT)'
+
+package: check-teamname $(VENV)/.stamp ## save the image as DIST/TEAMNAME-TASK.tar.gz
+	$(PY) scripts/package.py --teamname $(TEAMNAME) --task $(TASK) --dist $(DIST)
+
+verify-load: check-teamname $(VENV)/.stamp ## load DIST/TEAMNAME-TASK.tar.gz afresh and run it on INPUT like the organisers
+	$(PY) scripts/verify_load.py $(DIST)/$(TEAMNAME)-$(TASK).tar.gz --teamname $(TEAMNAME) --samples $(INPUT) --labels $(LABELS)
+
+validate: $(VENV)/.stamp ## check OUTPUT against INPUT (names, geometry, labels) and score it against LABELS
+	$(PY) scripts/validate_outputs.py $(INPUT) $(OUTPUT) $(LABELS)
+
+# The offline fallback of make demo: a local debootstrap base, a wheelhouse of the host's torch.
+FALLBACK_VARS := BASE_IMAGE=$(LOCAL_BASE_IMAGE) WHEELHOUSE=$(or $(WHEELHOUSE),wheelhouse) \
+                 TORCH_VERSION=$(TORCH_HOST_VERSION) TORCH_INDEX_URL=
+
+demo: check-teamname setup samples ## the whole job on the demo model and sample cases: build, run, package, verify-load
+	@if $(PY) scripts/build_image.py --check-base --base-image '$(BASE_IMAGE)'; then \
+	    $(MAKE) --no-print-directory build; \
+	else \
+	    echo; \
+	    echo "notice: BASE_IMAGE=$(BASE_IMAGE) cannot be pulled (no registry?): taking the offline fallback:"; \
+	    echo "notice:   make base-image wheelhouse build $(FALLBACK_VARS)"; \
+	    echo; \
+	    $(MAKE) --no-print-directory base-image wheelhouse build $(FALLBACK_VARS); \
+	fi
+	$(MAKE) --no-print-directory run
+	$(MAKE) --no-print-directory package
+	$(MAKE) --no-print-directory verify-load
+
+test: $(VENV)/.stamp ## run the tests (REQUIRE_DOCKER=1: no Docker engine is a failure, not a skip)
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench-build: check-teamname $(VENV)/.stamp ## time a cold build and a rebuild after a one-file code change (ratio, rebuilt layers)
+	$(PY) scripts/bench_build.py --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \
+	    --torch-index-url '$(TORCH_INDEX_URL)' --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
+
+clean: ## remove what make run / package / samples / test wrote (output/, dist/, samples/, caches); keeps wheelhouse/ and images
+	rm -rf output dist samples .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

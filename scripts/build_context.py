@@ -1,0 +1,175 @@
+"""Assemble the two build contexts (builder, runtime) as tar files holding only what each stage reads.
+
+Why not the repository folder: the runtime stage must not upload a wheelhouse of several hundred MB
+on every code change, and a wheelhouse or weights folder may live outside the repository. The
+repository's `.dockerignore` still decides what may enter (secrets, caches, tests never do), and a
+content scan refuses private keys that hide under an innocent name.
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker.utils.build import PatternMatcher
+
+REPO = Path(__file__).resolve().parents[1]
+BUILDER_DOCKERFILE = "docker/Dockerfile.build"
+RUNTIME_DOCKERFILE = "docker/Dockerfile.runtime"
+NO_WHEELHOUSE = "docker/no-wheelhouse"
+REQUIREMENTS = ("inference/requirements.txt", "inference/requirements-nodeps.txt")
+# What a private key or a credentials file looks like inside, whatever its name.
+SECRET_MARKERS = (b"PRIVATE KEY-----", b"aws_secret_access_key", b"AWS_SECRET_ACCESS_KEY")
+
+
+class ContextError(Exception):
+    """A build input is missing or unsafe; the message is the one line shown to the user."""
+
+
+@dataclass
+class Context:
+    """A build context tar on disk plus what the build needs to know about it."""
+    tar_path: Path
+    dockerfile: str
+    buildargs: dict[str, str] = field(default_factory=dict)
+    bytes_by_folder: dict[str, int] = field(default_factory=dict)
+
+    def remove(self) -> None:
+        self.tar_path.unlink(missing_ok=True)
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def check_weights(weights: Path) -> list[str]:
+    """Refuse a model folder nnU-Net v2 could not load; return the folds found (fold_0, ...)."""
+    hint = ("copy your trained nnU-Net v2 model folder (dataset.json, plans.json, "
+            "fold_N/checkpoint_final.pth) there, see README 'Your own model'")
+    if not weights.is_dir():
+        raise ContextError(f"{shown(weights)}/ does not exist: {hint}")
+    for name in ("dataset.json", "plans.json"):
+        f = weights / name
+        if not f.is_file():
+            raise ContextError(f"{shown(f)} is missing: {hint}")
+        if f.stat().st_size == 0:
+            raise ContextError(f"{shown(f)} is empty: {hint}")
+    folds = sorted(p.parent.name for p in weights.glob("fold_*/checkpoint_final.pth"))
+    if not folds:
+        raise ContextError(f"{shown(weights / 'fold_0' / 'checkpoint_final.pth')} is missing "
+                           f"(no fold_*/checkpoint_final.pth in {shown(weights)}/): {hint}")
+    for fold in folds:
+        ckpt = weights / fold / "checkpoint_final.pth"
+        if ckpt.stat().st_size == 0:
+            raise ContextError(f"{shown(ckpt)} is empty: {hint}")
+    return folds
+
+
+def ignore_matcher(repo: Path = REPO) -> PatternMatcher:
+    """The repository's .dockerignore rules (the same ones a plain `docker build .` applies)."""
+    lines = (repo / ".dockerignore").read_text().splitlines()
+    patterns = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return PatternMatcher(patterns)
+
+
+def selected_files(source: Path, arcdir: str, matcher: PatternMatcher) -> list[tuple[Path, str]]:
+    """(host path, name in context) of every file under source that .dockerignore lets in.
+
+    Symlinks are followed so a model folder of links still ships the real checkpoints."""
+    picked = []
+    for dirpath, dirnames, filenames in os.walk(source, followlinks=True):
+        rel_dir = Path(dirpath).relative_to(source)
+        dirnames[:] = sorted(d for d in dirnames
+                             if not matcher.matches(str(Path(arcdir) / rel_dir / d / "x")))
+        for name in sorted(filenames):
+            arcname = str(Path(arcdir) / rel_dir / name)
+            if not matcher.matches(arcname):
+                picked.append((Path(dirpath) / name, arcname))
+    return picked
+
+
+def find_secret(path: Path) -> bytes | None:
+    """The secret marker a file contains, if any (memory-mapped: checkpoints are large)."""
+    if path.stat().st_size == 0:
+        return None
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for marker in SECRET_MARKERS:
+            if mm.find(marker) != -1:
+                return marker
+    return None
+
+
+def refuse_secrets(files: list[tuple[Path, str]]) -> None:
+    for host_path, arcname in files:
+        marker = find_secret(host_path)
+        if marker is not None:
+            raise ContextError(f"{shown(host_path)} looks like a secret (contains "
+                               f"{marker.decode()!r}); it would ship inside the image: remove it "
+                               f"or list it in .dockerignore")
+
+
+def _normalised(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    """Root-owned, world-readable entries: the image then works for root and any other uid."""
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    if info.isdir() or info.mode & 0o100:
+        info.mode = 0o755
+    else:
+        info.mode = 0o644
+    return info
+
+
+def write_tar(files: list[tuple[Path, str]], workdir: Path, stem: str) -> Path:
+    """Write the files into an uncompressed tar under workdir; return its path."""
+    fd, name = tempfile.mkstemp(prefix=f"{stem}-", suffix=".tar", dir=workdir)
+    with os.fdopen(fd, "wb") as fh, tarfile.open(fileobj=fh, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for host_path, arcname in files:
+            info = tar.gettarinfo(str(host_path.resolve()), arcname=arcname)
+            with open(host_path, "rb") as src:
+                tar.addfile(_normalised(info), src)
+    return Path(name)
+
+
+def builder_context(workdir: Path, wheelhouse: Path | None, repo: Path = REPO) -> Context:
+    """Context of the builder stage: its Dockerfile, the requirement files, the wheels if any."""
+    files = [(repo / BUILDER_DOCKERFILE, BUILDER_DOCKERFILE)]
+    files += [(repo / r, r) for r in REQUIREMENTS]
+    files.append((repo / NO_WHEELHOUSE / "README.md", f"{NO_WHEELHOUSE}/README.md"))
+    arg = NO_WHEELHOUSE
+    if wheelhouse is not None:
+        if not wheelhouse.is_dir():
+            raise ContextError(f"WHEELHOUSE={wheelhouse} is not a folder: make it with "
+                               f"make wheelhouse, or leave WHEELHOUSE empty to install online")
+        wheels = sorted(wheelhouse.glob("*.whl"))
+        if not wheels:
+            raise ContextError(f"WHEELHOUSE={wheelhouse} holds no .whl files: make it with "
+                               f"make wheelhouse, or leave WHEELHOUSE empty to install online")
+        files += [(w, f"wheelhouse/{w.name}") for w in wheels]
+        arg = "wheelhouse"
+    for host_path, _ in files:
+        if not host_path.is_file():
+            raise ContextError(f"{shown(host_path)} is missing")
+    return Context(write_tar(files, workdir, "builder"), BUILDER_DOCKERFILE, {"WHEELHOUSE": arg})
+
+
+def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = REPO) -> Context:
+    """Context of the runtime stage: its Dockerfile, weights/ and inference/ after .dockerignore."""
+    check_weights(weights)
+    if not (inference / "run_inference.py").is_file():
+        raise ContextError(f"{shown(inference / 'run_inference.py')} is missing: the organisers "
+                           f"run `python run_inference.py` in /workspace")
+    matcher = ignore_matcher(repo)
+    weight_files = selected_files(weights, "weights", matcher)
+    code_files = selected_files(inference, "inference", matcher)
+    refuse_secrets(weight_files + code_files)
+    files = [(repo / RUNTIME_DOCKERFILE, RUNTIME_DOCKERFILE)] + weight_files + code_files
+    sizes = {"weights": sum(p.stat().st_size for p, _ in weight_files),
+             "inference": sum(p.stat().st_size for p, _ in code_files)}
+    return Context(write_tar(files, workdir, "runtime"), RUNTIME_DOCKERFILE, {}, sizes)

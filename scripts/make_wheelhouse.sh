@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Download every wheel the image's /opt/venv needs into a folder, with the host's pip, so the image
+# builds offline (`pip install --no-index`). Wheels are picked for the image's Python (cp311,
+# glibc-based x86_64 Linux), not for the host. Quick when the folder already matches the request.
+# Usage: scripts/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]
+set -euo pipefail
+dest="${1:?usage: scripts/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]}"
+torch_version="${2:?TORCH_VERSION is required}"
+index_url="${3:-}"
+py="${4:-${PY:-python3}}"
+req=inference/requirements.txt
+nodeps=inference/requirements-nodeps.txt
+
+want="torch==$torch_version index=$index_url $(cat "$req" "$nodeps" | sha256sum | cut -c1-16)"
+if [[ -f "$dest/.wheelhouse" && "$(cat "$dest/.wheelhouse")" == "$want" ]]; then
+    echo "wheelhouse $dest is up to date ($(ls "$dest"/*.whl | wc -l) wheels, torch==$torch_version)"
+    exit 0
+fi
+
+tmp="$(mktemp -d "${dest%/}.tmp.XXXXXX")"
+trap 'rm -rf "$tmp"' EXIT
+target=(--only-binary=:all: --implementation cp --python-version 3.11 --abi cp311
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+        --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64)
+extra=()
+[[ -n "$index_url" ]] && extra=(--extra-index-url "$index_url")
+echo "downloading wheels for torch==$torch_version + $req + $nodeps into $dest ..."
+# (grep drops pip's per-package notes about local index folders that lack a package)
+quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+quiet "$py" -m pip download -q --dest "$tmp" "${target[@]}" "${extra[@]}" -r "$req" "torch==$torch_version"
+quiet "$py" -m pip download -q --dest "$tmp" "${target[@]}" --no-deps -r "$nodeps"
+echo "$want" >"$tmp/.wheelhouse"
+chmod -R a+rX "$tmp"
+rm -rf "$dest"
+mv "$tmp" "$dest"
+trap - EXIT
+echo "wheelhouse $dest ready: $(ls "$dest"/*.whl | wc -l) wheels, $(du -sh "$dest" | cut -f1)"
