@@ -106,7 +106,7 @@ class Report:
 
     @property
     def size_ok(self) -> bool:
-        return self.overhead <= SIZE_LIMIT
+        return self.size <= self.expected * (1 + SIZE_LIMIT)
 
 
 def short_instruction(created_by: str) -> str:

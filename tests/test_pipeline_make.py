@@ -1,0 +1,186 @@
+"""The Makefile front door refuses bad input before Docker is touched, with one line naming the fix."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+pytestmark = pytest.mark.pipeline
+
+TARGETS = ["help", "setup", "samples", "base-image", "wheelhouse", "build", "run", "demo", "test",
+           "clean", "bench-build", "package", "verify-load", "validate", "check-teamname"]
+VARIABLES = ["TEAMNAME", "TASK", "VERSION", "BASE_IMAGE", "TORCH_VERSION", "TORCH_INDEX_URL",
+             "WHEELHOUSE", "INPUT", "OUTPUT", "DIST", "LABELS", "VENV", "WEIGHTS", "LOCAL_BASE_IMAGE"]
+DEAD_ENGINE = "unix:///nonexistent/docker.sock"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def host_venv_ready():
+    """Bring the host venv up to date first, so its install output is not mistaken for a message."""
+    proc = subprocess.run(["make", "--no-print-directory", "setup"], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def make(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    """What the tool itself printed on stderr (make's own `make: ***` lines left out)."""
+    return [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("make")]
+
+
+def model_folder(root: Path, drop: str | None = None, empty: str | None = None) -> Path:
+    """A small nnU-Net v2 model folder (content is irrelevant to these checks), minus `drop`."""
+    weights = root / "weights"
+    (weights / "fold_0").mkdir(parents=True)
+    files = {"dataset.json": '{"labels": {"background": 0, "spleen": 1}}',
+             "plans.json": '{"configurations": {}}', "fold_0/checkpoint_final.pth": "x" * 64}
+    for name, text in files.items():
+        if name != drop:
+            (weights / name).write_text("" if name == empty else text)
+    return weights
+
+
+def test_help_lists_every_target_and_variable():
+    proc = make("help")
+    assert proc.returncode == 0, proc.stderr
+    listed_targets = {ln.split()[0] for ln in proc.stdout.split("Variables")[0].splitlines()[1:] if ln.strip()}
+    listed_vars = {ln.split()[0] for ln in proc.stdout.split("Variables")[1].splitlines()[1:] if ln.strip()}
+    assert set(TARGETS) <= listed_targets
+    assert set(VARIABLES) <= listed_vars
+    assert "[default: demoteam]" in proc.stdout and "[default: python:3.11-slim-bookworm]" in proc.stdout
+
+
+def test_default_is_help():
+    assert make().stdout == make("help").stdout
+
+
+def test_variable_values_carry_no_trailing_spaces():
+    """`VAR ?= value  ## doc` must not leave the spaces in the value (they would break paths)."""
+    proc = make("-n", "package", "verify-load")
+    assert "--dist dist\n" in proc.stdout
+    assert "dist/demoteam-task1.tar.gz --teamname demoteam --samples samples/images --labels samples/labels" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["MyTeam", "team1", "my-team", "", "my team", "équipe"])
+@pytest.mark.parametrize("target", ["check-teamname", "build", "run", "package", "verify-load", "demo", "bench-build"])
+def test_bad_teamname_refused_before_docker(name, target):
+    # A dead engine address proves Docker is never reached: the refusal must come first.
+    proc = make(target, f"TEAMNAME={name}", env={"DOCKER_HOST": DEAD_ENGINE})
+    assert proc.returncode != 0
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stderr
+    assert f"TEAMNAME='{name}'" in lines[0] and "lowercase letters only" in lines[0]
+    assert "Docker engine" not in proc.stdout + proc.stderr
+
+
+def test_good_teamname_accepted():
+    assert make("check-teamname", "TEAMNAME=abc").returncode == 0
+
+
+@pytest.mark.parametrize("drop, empty, named", [
+    (None, "plans.json", "weights/plans.json is empty"),
+    ("plans.json", None, "weights/plans.json is missing"),
+    ("dataset.json", None, "weights/dataset.json is missing"),
+    ("fold_0/checkpoint_final.pth", None, "weights/fold_0/checkpoint_final.pth is missing"),
+    (None, "fold_0/checkpoint_final.pth", "weights/fold_0/checkpoint_final.pth is empty"),
+])
+def test_incomplete_model_folder_refused_naming_the_file(tmp_path, drop, empty, named):
+    weights = model_folder(tmp_path, drop=drop, empty=empty)
+    proc = make("build", "TEAMNAME=abc", f"WEIGHTS={weights}", env={"DOCKER_HOST": DEAD_ENGINE})
+    assert proc.returncode == 2
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stderr
+    assert str(tmp_path / named.split(" is ")[0]) in lines[0] and named.split(" is ")[1] in lines[0]
+    assert "README" in lines[0]
+
+
+def test_empty_and_absent_model_folder_refused(tmp_path):
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    proc = make("build", "TEAMNAME=abc", f"WEIGHTS={empty}", env={"DOCKER_HOST": DEAD_ENGINE})
+    assert proc.returncode == 2 and f"{empty}/dataset.json is missing" in proc.stderr
+    proc = make("build", "TEAMNAME=abc", f"WEIGHTS={tmp_path / 'nope'}", env={"DOCKER_HOST": DEAD_ENGINE})
+    assert proc.returncode == 2 and f"{tmp_path / 'nope'}/ does not exist" in proc.stderr
+
+
+def test_engine_not_reachable_one_line_how_to_start(tmp_path):
+    weights = model_folder(tmp_path)
+    (tmp_path / "in").mkdir()
+    for args in (["build", "TEAMNAME=abc", f"WEIGHTS={weights}"],
+                 ["run", "TEAMNAME=abc", f"INPUT={tmp_path / 'in'}", f"OUTPUT={tmp_path / 'out'}"]):
+        proc = make(*args, env={"DOCKER_HOST": DEAD_ENGINE})
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = error_lines(proc)
+        assert len(lines) == 1, proc.stderr
+        assert lines[0].startswith("error: cannot reach the Docker engine at " + DEAD_ENGINE)
+        assert "start it" in lines[0] and "docker info" in lines[0]
+        assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "output-inside", "output-is-input"])
+def test_run_refuses_bad_folders_before_docker(tmp_path, case):
+    inp = tmp_path / "in"
+    out = tmp_path / "out"
+    if case == "missing":
+        expected = "does not exist"
+    elif case == "file":
+        inp.write_bytes(b"")
+        expected = "is not a folder"
+    else:
+        inp.mkdir()
+        out = inp / "predictions" if case == "output-inside" else inp
+        expected = "is inside INPUT"
+    proc = make("run", "TEAMNAME=abc", f"INPUT={inp}", f"OUTPUT={out}", env={"DOCKER_HOST": DEAD_ENGINE})
+    assert proc.returncode == 2
+    lines = error_lines(proc)
+    assert len(lines) == 1 and expected in lines[0], proc.stderr
+    assert not (inp / "predictions").exists() and not out.exists() or case == "output-is-input"
+
+
+@pytest.mark.docker
+def test_run_refuses_missing_image(tmp_path, docker_client):
+    (tmp_path / "in").mkdir()
+    proc = make("run", "TEAMNAME=nosuchteamimage", f"INPUT={tmp_path / 'in'}", f"OUTPUT={tmp_path / 'out'}")
+    assert proc.returncode == 2
+    assert "image nosuchteamimage:latest not found: build it first with make build" in proc.stderr
+
+
+@pytest.mark.docker
+def test_unavailable_base_image_names_the_offline_fallback(tmp_path, docker_client):
+    weights = model_folder(tmp_path)
+    base = "amosseg-no-such-base-image:never"
+    proc = make("build", "TEAMNAME=abc", f"WEIGHTS={weights}", f"BASE_IMAGE={base}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = error_lines(proc)
+    assert len(lines) == 1, proc.stderr
+    assert f"BASE_IMAGE={base} is not available locally and cannot be pulled" in lines[0]
+    assert "make base-image" in lines[0] and "wheelhouse" in lines[0]
+
+
+def test_private_key_under_an_innocent_name_refused(tmp_path):
+    """.dockerignore stops id_rsa and .env by name; the content scan stops a renamed key."""
+    weights = model_folder(tmp_path)
+    code = tmp_path / "inference"
+    code.mkdir()
+    (code / "run_inference.py").write_text("print('ok')\n")
+    (weights / "notes.txt").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")
+    import build_context
+    with pytest.raises(build_context.ContextError, match=re.escape(str(weights / "notes.txt"))):
+        build_context.runtime_context(tmp_path, weights, code)
+    (weights / "notes.txt").unlink()
+    ctx = build_context.runtime_context(tmp_path, weights, code)  # the same folder without it builds
+    assert ctx.tar_path.is_file()
+
+
+def test_clean_removes_only_generated_folders(tmp_path):
+    proc = make("-n", "clean")
+    assert "rm -rf output dist samples .pytest_cache" in proc.stdout
+    assert "wheelhouse" not in proc.stdout.split("find")[0]
