@@ -1,0 +1,140 @@
+"""Start a temporary, empty Docker daemon, and remove every trace of it afterwards.
+
+Why: on the build host the image's layers already exist and its tag already resolves, so a
+`docker load` there proves little (a broken layer would be skipped as "already exists"). A
+daemon with its own data root, exec root, pidfile and socket starts empty, like the organisers'
+server, so loading into it and running the image there is the honest check. It needs root and
+`dockerd`; it does without networking (`--bridge=none --iptables=false`), which also matches the
+server's "no internet" rule.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+class DaemonUnavailable(Exception):
+    """Why no throwaway daemon could be started (one line)."""
+
+
+def can_start() -> str:
+    """'' when a throwaway daemon can be tried here, else the reason it cannot."""
+    if os.geteuid() != 0:
+        return "not running as root (a second dockerd needs root)"
+    if not shutil.which("dockerd"):
+        return "dockerd is not installed on this host"
+    return ""
+
+
+def _unmount_under(root: Path) -> None:
+    """Unmount whatever the daemon left mounted below root (deepest first)."""
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return
+    prefix = str(root) + "/"
+    for mp in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+class ThrowawayDaemon:
+    """Context manager: `with ThrowawayDaemon() as d: docker.DockerClient(base_url=d.url)`."""
+
+    def __init__(self, parent: str | None = None, start_timeout: float = 60.0):
+        self.parent = parent
+        self.start_timeout = start_timeout
+        self.root: Path | None = None
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "d.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> "ThrowawayDaemon":
+        reason = can_start()
+        if reason:
+            raise DaemonUnavailable(reason)
+        # short path: unix sockets (ours and containerd's under exec-root) are limited to 108 bytes
+        self.root = Path(tempfile.mkdtemp(prefix="tdk-", dir=self.parent or "/tmp"))
+        for sub in ("data", "exec"):
+            (self.root / sub).mkdir()
+        self.log_path = self.root / "dockerd.log"
+        cmd = ["dockerd", "--data-root", str(self.root / "data"), "--exec-root",
+               str(self.root / "exec"), "--pidfile", str(self.root / "dockerd.pid"),
+               "-H", self.url, "--bridge=none", "--iptables=false", "--ip-masq=false",
+               "--userland-proxy=false"]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + self.start_timeout
+        import docker
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_tail()
+                self.stop()
+                raise DaemonUnavailable(f"dockerd exited ({self.proc.returncode}): {tail}")
+            if self.socket.exists():
+                try:
+                    docker.DockerClient(base_url=self.url, timeout=5).ping()
+                    return self
+                except Exception:  # noqa: BLE001 - not up yet
+                    pass
+            time.sleep(0.3)
+        tail = self.log_tail()
+        self.stop()
+        raise DaemonUnavailable(f"dockerd did not answer within {self.start_timeout:.0f}s: {tail}")
+
+    def log_tail(self, n: int = 3) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").strip().splitlines()
+            return " | ".join(lines[-n:])[-400:]
+        except (OSError, AttributeError):
+            return ""
+
+    def env(self) -> dict[str, str]:
+        """Environment for the docker CLI pointing at this daemon."""
+        env = dict(os.environ)
+        env["DOCKER_HOST"] = self.url
+        env.pop("DOCKER_CONTEXT", None)
+        return env
+
+    def stop(self) -> None:
+        """Stop the daemon (its containers die with it) and delete its data root."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        if self.root is not None and self.root.exists():
+            _unmount_under(self.root)
+            shutil.rmtree(self.root, ignore_errors=True)
+            if self.root.exists():  # files still busy: one more try after a moment
+                time.sleep(1)
+                _unmount_under(self.root)
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "ThrowawayDaemon":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":  # smoke check: start, print info, stop
+    with ThrowawayDaemon() as d:
+        import docker
+        info = docker.DockerClient(base_url=d.url).info()
+        print(d.url, info["ServerVersion"], info["DockerRootDir"], info["Images"], "images")
+    print("stopped and removed")
