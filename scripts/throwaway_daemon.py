@@ -9,6 +9,7 @@ server's "no internet" rule.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -42,6 +43,19 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", mp], capture_output=True)
 
 
+INHERITED_KEYS = ("runtimes", "default-runtime", "storage-driver", "cgroup-parent", "exec-opts")
+
+
+def inherited_config(path: str = "/etc/docker/daemon.json") -> dict:
+    """The host daemon's runtime settings (the NVIDIA runtime above all), nothing that would
+    clash with our own data root, sockets or network flags."""
+    try:
+        host = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in host.items() if k in INHERITED_KEYS}
+
+
 class ThrowawayDaemon:
     """Context manager: `with ThrowawayDaemon() as d: docker.DockerClient(base_url=d.url)`."""
 
@@ -69,8 +83,10 @@ class ThrowawayDaemon:
         for sub in ("data", "exec"):
             (self.root / sub).mkdir()
         self.log_path = self.root / "dockerd.log"
-        cmd = ["dockerd", "--data-root", str(self.root / "data"), "--exec-root",
-               str(self.root / "exec"), "--pidfile", str(self.root / "dockerd.pid"),
+        config = self.root / "daemon.json"
+        config.write_text(json.dumps(inherited_config()))
+        cmd = ["dockerd", "--config-file", str(config), "--data-root", str(self.root / "data"),
+               "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "dockerd.pid"),
                "-H", self.url, "--bridge=none", "--iptables=false", "--ip-masq=false",
                "--userland-proxy=false"]
         with open(self.log_path, "wb") as log:
