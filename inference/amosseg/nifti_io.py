@@ -1,0 +1,93 @@
+"""Read a case into a float32 array with its geometry, write a label map without half-files.
+
+Why: inputs come from strangers (odd pixel types, 4D, NaN, broken gzip); every refusal must be one
+line naming the fix, and outputs must never be left half-written under their final name.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+
+class CaseError(RuntimeError):
+    """This case cannot be segmented; the message says why and what to do."""
+
+
+@dataclass
+class Case:
+    name: str
+    array: np.ndarray  # float32, (z, y, x) as SimpleITK returns it
+    spacing: tuple  # (z, y, x) mm, matching `array`
+    reference: sitk.Image  # a 3D header-only reference whose geometry the output copies
+    warnings: list
+
+
+def read_case(path: Path) -> Case:
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = next((l for l in first if "ERROR" in l or "error" in l), first[-1] if first else "")
+        raise CaseError(f"cannot read as NIfTI ({detail.strip()[:160]}); re-export it as a valid .nii.gz") from None
+    warnings = []
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise CaseError(f"vector pixel type ({img.GetNumberOfComponentsPerPixel()} components); "
+                        "provide a single-channel 3D scalar image")
+    dim = img.GetDimension()
+    if dim == 4 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+        warnings.append("4D image with a last dimension of 1 segmented as 3D")
+    elif dim != 3:
+        raise CaseError(f"{dim}D image of size {img.GetSize()}; provide a 3D volume (or 4D with one time point)")
+    direction = np.array(img.GetDirection()).reshape(3, 3)
+    if not np.allclose(direction @ direction.T, np.eye(3), atol=1e-4):
+        raise CaseError("direction matrix is not orthonormal (sheared); resample it to an orthonormal grid")
+    spacing = img.GetSpacing()
+    if min(spacing) <= 0 or not np.all(np.isfinite(spacing)):
+        raise CaseError(f"invalid spacing {spacing}; fix the header")
+    array = sitk.GetArrayFromImage(img).astype(np.float32, copy=False)
+    if not array.flags.writeable:
+        array = array.copy()
+    finite = np.isfinite(array)
+    if not finite.all():
+        n_bad = int(array.size - finite.sum())
+        fill = float(array[finite].min()) if finite.any() else 0.0
+        array[~finite] = fill
+        warnings.append(f"{n_bad} non-finite voxels replaced by {fill:g}")
+    reference = sitk.Image([1, 1, 1], sitk.sitkUInt8)  # geometry only: the output is built from array
+    reference.SetOrigin(img.GetOrigin())
+    reference.SetSpacing(spacing)
+    reference.SetDirection(img.GetDirection())
+    return Case(path.name, array, tuple(spacing[::-1]), reference, warnings)
+
+
+def probe_shape(path: Path) -> tuple[int, ...]:
+    """Size (x, y, z[, t]) from the header alone, for the memory check before a full read."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return ()
+    return tuple(reader.GetSize())
+
+
+def write_label(labels: np.ndarray, reference: sitk.Image, out_path: Path) -> None:
+    """Write uint8 labels with the input's exact geometry under a hidden name, then rename."""
+    out = sitk.GetImageFromArray(np.ascontiguousarray(labels, dtype=np.uint8))
+    out.SetOrigin(reference.GetOrigin())
+    out.SetSpacing(reference.GetSpacing())
+    out.SetDirection(reference.GetDirection())
+    tmp = out_path.parent / f".partial-{os.getpid()}-{out_path.name}"
+    try:
+        sitk.WriteImage(out, str(tmp), useCompression=True)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,267 @@
+"""The whole run: pick folders and device, segment every case, never let one case sink the rest.
+
+Why: a submission runs once, unattended, on someone else's server. Reading and preprocessing the
+next case and writing the previous one overlap with the network; each failure is one line naming
+the file and the fix; the exit status and a final table tell the truth about the run.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import device as devices
+from . import folders as folder_rules
+from .model import default_model_dir, load_model
+from .network import UnsupportedModel
+from .nifti_io import CaseError, probe_shape, read_case, write_label
+from .predictor import preprocess, predict
+from .resources import available_memory_bytes, peak_rss_bytes, usable_cpus
+
+GIB = 1024**3
+console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def log(msg: str) -> None:
+    console.print(msg, markup=False)
+
+
+def estimate_host_bytes(size_xyz, spacing_xyz, model, on_gpu: bool) -> int:
+    """Peak host memory for one case: input copies, target-grid data and (on CPU) logits."""
+    n = int(np.prod(size_xyz[:3]))
+    ratio = float(np.prod([s / t for s, t in zip(spacing_xyz[::-1], [model.spacing[i] for i in model.transpose_backward])]))
+    m = int(n * ratio)
+    per_input = 4 + 4 + 4 + 2 + 1 + 1 + (0 if on_gpu else 4 * 4 + 8)
+    per_target = 4 + (0 if on_gpu else 4 * model.num_classes + 8)
+    return n * per_input + m * per_target + 256 * 1024**2
+
+
+def _header(path: Path):
+    import SimpleITK as sitk
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        return reader.GetSize(), reader.GetSpacing()
+    except RuntimeError:
+        return None, None
+
+
+def _load(path: Path, model, dev, state: dict):
+    """Read + preprocess one case (runs in the prefetch thread)."""
+    t0 = time.perf_counter()
+    case = read_case(path)
+    t_read = time.perf_counter() - t0
+    prep = preprocess(case.array, case.spacing, model, dev)
+    prep.seconds["read"] = t_read
+    shape, spacing = case.array.shape, case.spacing
+    del case.array
+    return case, prep, shape, spacing
+
+
+def _friendly(exc: BaseException, name: str) -> str:
+    if isinstance(exc, (CaseError, UnsupportedModel)):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "no space left on the output device; free space in the output folder and rerun"
+    if isinstance(exc, MemoryError):
+        return "ran out of host memory; give the container more memory"
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+
+def run(script_dir: Path, env=os.environ) -> int:
+    t_start = time.perf_counter()
+    try:
+        chosen = folder_rules.resolve(env)
+        log(f"input: {chosen.input}  output: {chosen.output}  ({chosen.reason})")
+        stale = folder_rules.prepare_output(chosen)
+        for p in stale:
+            log(f"removed stale partial file {p.name} from an interrupted run")
+    except folder_rules.FolderError as exc:
+        log(f"error: {exc}")
+        return 2
+    cases, skipped = folder_rules.list_entries(chosen.input)
+    for p in skipped:
+        log(f"warning: skipping {p.name!r}: not a *.nii.gz file")
+    if not cases:
+        log(f"no *.nii.gz cases in {chosen.input}; nothing to do")
+        return 0
+
+    threads = usable_cpus()
+    torch.set_num_threads(threads)
+    dev = devices.choose()
+    log(devices.describe(dev))
+    cap = devices.cap_gpu_memory(dev, env.get("GPU_MEMORY_LIMIT_GB"))
+    if cap:
+        log(cap)
+    model_dir = default_model_dir(script_dir)
+    try:
+        model = load_model(model_dir, env.get("FOLDS"))
+    except UnsupportedModel as exc:
+        log(f"error: model {model_dir}: {exc}")
+        return 2
+    for net in model.networks:
+        net.to(dev)
+    tta = env.get("TTA", "1") != "0"
+    batch = int(env.get("BATCH_SIZE") or (4 if dev.type == "cuda" else 1))
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    log(f"model: {model.description} from {model_dir}; patch {list(model.patch_size)}, spacing "
+        f"{list(model.spacing)}, TTA {'on (' + str(len(model.mirror_axes)) + ' mirror axes)' if tta else 'off'}, "
+        f"batch {batch}, {threads} CPU threads")
+
+    results = []
+    loader = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+    writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
+    pending_writes: list[tuple[dict, Future]] = []
+
+    def admit(path: Path):
+        size, spacing = _header(path)
+        if size is not None and len(size) >= 3:
+            need = estimate_host_bytes(size, spacing, model, dev.type == "cuda")
+            avail = available_memory_bytes()
+            if need > avail:
+                raise CaseError(f"needs about {need / GIB:.1f} GiB of host memory, {avail / GIB:.1f} GiB available "
+                                "in this container; give it more memory (docker run --memory)")
+        return loader.submit(_load, path, model, dev, {})
+
+    def submit(path):
+        try:
+            return admit(path)
+        except CaseError as exc:
+            f = Future()
+            f.set_exception(exc)
+            return f
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=False)
+    with progress:
+        task = progress.add_task("segmenting", total=len(cases))
+        nxt = submit(cases[0])
+        for i, path in enumerate(cases):
+            rec = {"name": path.name, "status": "ok", "seconds": {}}
+            results.append(rec)
+            t_case = time.perf_counter()
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+            try:
+                case, prep, shape, spacing = nxt.result()
+            except BaseException as exc:  # noqa: BLE001 - any failure is this case's alone
+                rec.update(status="failed", error=_friendly(exc, path.name))
+                log(f"error: {path.name}: {rec['error']}")
+                nxt = submit(cases[i + 1]) if i + 1 < len(cases) else None
+                progress.advance(task)
+                continue
+            nxt = submit(cases[i + 1]) if i + 1 < len(cases) else None
+            for w in case.warnings:
+                log(f"warning: {path.name}: {w}")
+            rec["seconds"].update(prep.seconds)
+            rec.update(shape=list(shape), spacing=[round(float(s), 4) for s in spacing],
+                       target_shape=list(prep.data.shape[1:]))
+            try:
+                labels, secs, mode = _predict_with_fallback(prep, model, dev, tta, batch)
+                rec["seconds"].update(secs)
+                rec["mode"] = mode
+                if mode not in ("gpu", "cpu"):
+                    log(f"note: {path.name}: {mode}")
+            except BaseException as exc:  # noqa: BLE001
+                rec.update(status="failed", error=_friendly(exc, path.name))
+                log(f"error: {path.name}: {rec['error']}")
+                progress.advance(task)
+                continue
+            finally:
+                del prep
+            rec["peak_gpu_bytes"] = int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else 0
+            out_path = chosen.output / path.name
+            fut = writer.submit(_timed_write, labels, case.reference, out_path)
+            pending_writes.append((rec, fut))
+            rec["seconds"]["compute_total"] = time.perf_counter() - t_case
+            log(f"{path.name}: shape {list(shape)} spacing {rec['spacing']} -> {rec['target_shape']}, "
+                f"read {prep_s(rec, 'read')} preprocess {prep_s(rec, 'preprocess')} network {prep_s(rec, 'network')} "
+                f"export {prep_s(rec, 'export')} s, peak GPU {rec['peak_gpu_bytes'] / GIB:.2f} GiB, "
+                f"peak RSS {peak_rss_bytes() / GIB:.2f} GiB")
+            progress.advance(task)
+        for rec, fut in pending_writes:
+            try:
+                rec["seconds"]["write"] = fut.result()
+            except BaseException as exc:  # noqa: BLE001
+                rec.update(status="failed", error=_friendly(exc, rec["name"]))
+                log(f"error: {rec['name']}: writing failed: {rec['error']}")
+    loader.shutdown()
+    writer.shutdown()
+    total = time.perf_counter() - t_start
+    failed = [r for r in results if r["status"] != "ok"]
+    _summary(results, total)
+    metrics = {"device": devices.describe(dev), "tta": tta, "batch_size": batch, "threads": threads,
+               "total_seconds": total, "peak_rss_bytes": peak_rss_bytes(), "cases": results}
+    if env.get("METRICS_FILE"):
+        mpath = Path(env["METRICS_FILE"])
+        if mpath.resolve().parent == chosen.output.resolve():
+            log("warning: METRICS_FILE points into the output folder; not written there")
+        else:
+            mpath.write_text(json.dumps(metrics, indent=2))
+    if failed:
+        log(f"FAILED {len(failed)} of {len(results)} case(s): " + ", ".join(r["name"] for r in failed))
+        return 1
+    log(f"done: {len(results)} case(s) in {total:.1f} s")
+    return 0
+
+
+def prep_s(rec, key):
+    v = rec["seconds"].get(key)
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _timed_write(labels, reference, out_path):
+    t0 = time.perf_counter()
+    write_label(labels, reference, out_path)
+    return time.perf_counter() - t0
+
+
+def _predict_with_fallback(prep, model, dev, tta, batch):
+    """GPU; on out-of-memory retry with stitching on the CPU, then entirely on the CPU."""
+    if dev.type != "cuda":
+        labels, secs = predict(prep, model, dev, dev, tta, batch)
+        return labels, secs, "cpu"
+    try:
+        labels, secs = predict(prep, model, dev, dev, tta, batch)
+        return labels, secs, "gpu"
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+    try:
+        labels, secs = predict(prep, model, dev, torch.device("cpu"), tta, batch)
+        return labels, secs, "GPU out of memory: stitched on the CPU"
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+    cpu = torch.device("cpu")
+    for net in model.networks:
+        net.to(cpu)
+    try:
+        labels, secs = predict(prep, model, cpu, cpu, tta, 1)
+    finally:
+        for net in model.networks:
+            net.to(dev)
+    return labels, secs, "GPU out of memory: ran entirely on the CPU"
+
+
+def _summary(results, total):
+    table = Table(title=f"segmentation summary ({total:.1f} s)")
+    for col in ("case", "status", "shape", "read", "prep", "net", "export", "write", "peak GPU GiB"):
+        table.add_column(col)
+    for r in results:
+        s = r["seconds"]
+        table.add_row(r["name"], r["status"] if r["status"] == "ok" else f"FAILED: {r.get('error', '')[:60]}",
+                      "x".join(map(str, r.get("shape", []))),
+                      *(f"{s[k]:.2f}" if k in s else "-" for k in ("read", "preprocess", "network", "export", "write")),
+                      f"{r.get('peak_gpu_bytes', 0) / GIB:.2f}")
+    console.print(table)
