@@ -1,0 +1,240 @@
+"""The organisers' `docker run` line, and a second run under their server's limits, via the CLI.
+
+Why the CLI and not the SDK: the line in the submission guide is the thing being checked, so it
+is run as text, flag for flag. On a host without the NVIDIA runtime `--runtime=nvidia` and
+`--gpus 0` cannot work and are dropped (said plainly: GPU use is then not checked). Docker reads
+`--gpus 0` as a count of zero GPUs and recent versions then set NVIDIA_VISIBLE_DEVICES=void after
+the user's `=all`, so even on the server the container may see no GPU: the engine's `device:` log
+line says what it got, and the CPU-only time per case is the worst case to plan for.
+The command lines are pure functions so they are testable as data.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shlex
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+GUIDE_LINE = ("docker run --rm --runtime=nvidia --ipc=host  -e NVIDIA_VISIBLE_DEVICES=all --gpus 0 "
+              "--user root -v LOCAL_PATH_INPUT:/workspace/input/:ro "
+              "-v LOCAL_PATH_OUTPUT:/workspace/output/ TEAMNAME python run_inference.py")
+NVIDIA_ONLY = ("--runtime=nvidia", "--gpus")
+SERVER_CPUS = 4
+SERVER_MEMORY = "30g"
+SERVER_MEMORY_BYTES = 30 * 1024 ** 3
+SERVER_GPU_MEMORY_GB = 24
+LIMITS_UID = 54321                 # any non-root uid without a passwd entry: the harshest case
+METRICS_MOUNT = "/workspace/metrics"
+
+
+def organisers_command(team: str, input_dir: Path, output_dir: Path, nvidia: bool) -> list[str]:
+    """The guide's line with the paths and TEAMNAME filled in; GPU flags only with the runtime."""
+    words = shlex.split(GUIDE_LINE.replace("LOCAL_PATH_INPUT", "{IN}")
+                        .replace("LOCAL_PATH_OUTPUT", "{OUT}").replace("TEAMNAME", "{TEAM}"))
+    out = []
+    skip_next = False
+    for w in words:
+        if skip_next:
+            skip_next = False
+            continue
+        if not nvidia and w.startswith(NVIDIA_ONLY):
+            skip_next = w == "--gpus"
+            continue
+        out.append(w.replace("{IN}", str(input_dir)).replace("{OUT}", str(output_dir))
+                   .replace("{TEAM}", team))
+    return out
+
+
+def cpu_quota(host_cpus: int, wanted: int = SERVER_CPUS, period: int = 100_000) -> tuple[int, int]:
+    """(period, quota) for `wanted` CPUs, capped to the host's (`--cpus 4` fails on 2 cores)."""
+    return period, min(wanted, max(host_cpus, 1)) * period
+
+
+def limits_command(team: str, input_dir: Path, output_dir: Path, metrics_dir: Path,
+                   nvidia: bool, host_cpus: int, uid: int = LIMITS_UID,
+                   cidfile: Path | None = None) -> list[str]:
+    """The server's limits: no network, 4 CPUs as a quota, 30 GB (no swap), 24 GB of GPU
+    memory for the engine, a non-root uid; otherwise the organisers' line."""
+    period, quota = cpu_quota(host_cpus)
+    cmd = ["docker", "run", "--rm"]
+    if nvidia:
+        cmd += ["--runtime=nvidia"]
+    cmd += ["--ipc=host", "-e", "NVIDIA_VISIBLE_DEVICES=all", "--network", "none",
+            "--cpu-period", str(period), "--cpu-quota", str(quota),
+            "--memory", SERVER_MEMORY, "--memory-swap", SERVER_MEMORY,
+            "-e", f"GPU_MEMORY_LIMIT_GB={SERVER_GPU_MEMORY_GB}",
+            "-e", f"METRICS_FILE={METRICS_MOUNT}/metrics.json",
+            "--user", f"{uid}:{uid}"]
+    if cidfile is not None:
+        cmd += ["--cidfile", str(cidfile)]
+    cmd += ["-v", f"{input_dir}:/workspace/input/:ro", "-v", f"{output_dir}:/workspace/output/",
+            "-v", f"{metrics_dir}:{METRICS_MOUNT}/", team, "python", "run_inference.py"]
+    return cmd
+
+
+DEVICE_RE = re.compile(r"(?:^|[\s\]|])(device:\s.*)$")
+
+
+def device_line(log: str) -> str:
+    """The engine's `device: ...` line (what the container got), or ''."""
+    for line in log.splitlines():
+        m = DEVICE_RE.search(line.strip())
+        if m:
+            return m.group(1).strip()
+    return ""
+
+
+def saw_gpu(device: str) -> bool | None:
+    """True/False from the device line, None when the log has none."""
+    d = device.lower()
+    if d.startswith("device: cuda"):
+        return True
+    if d.startswith("device: cpu"):
+        return False
+    return None
+
+
+class CgroupPeak:
+    """Poll a container's cgroup for its peak memory (v1 max_usage, v2 memory.peak/current)."""
+
+    PATTERNS = ("/sys/fs/cgroup/memory/docker/{id}/memory.max_usage_in_bytes",
+                "/sys/fs/cgroup/memory/**/{id}*/memory.max_usage_in_bytes",
+                "/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.peak",
+                "/sys/fs/cgroup/docker/{id}/memory.peak",
+                "/sys/fs/cgroup/**/*{id}*/memory.current",
+                "/sys/fs/cgroup/memory/docker/{id}/memory.usage_in_bytes")
+
+    def __init__(self, cidfile: Path, interval: float = 0.5):
+        self.cidfile = cidfile
+        self.interval = interval
+        self.peak = 0
+        self.source = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _find(self, cid: str) -> list[str]:
+        found = []
+        for pat in self.PATTERNS:
+            found += glob.glob(pat.format(id=cid), recursive="**" in pat)
+        return found
+
+    def _poll(self) -> None:
+        files: list[str] = []
+        while not self._stop.is_set():
+            if not files:
+                try:
+                    cid = self.cidfile.read_text().strip()
+                except OSError:
+                    cid = ""
+                if cid:
+                    files = self._find(cid)
+            for f in files:
+                try:
+                    v = int(Path(f).read_text().strip())
+                except (OSError, ValueError):
+                    continue
+                if v > self.peak:
+                    self.peak, self.source = v, f
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@dataclass
+class RunResult:
+    """What one container run did."""
+    command: list[str]
+    returncode: int
+    seconds: float
+    log_path: Path
+    log_tail: str
+    device: str
+    timed_out: bool = False
+    peak_memory_bytes: int = 0
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return shlex.join(self.command)
+
+
+def run_logged(cmd: list[str], env: dict, log_path: Path, timeout: float,
+               on_line: Callable[[str], None] | None = None,
+               cidfile: Path | None = None) -> RunResult:
+    """Run a docker CLI command, its output into log_path (and on_line), with a time limit."""
+    start = time.monotonic()
+    lines: list[str] = []
+    timed_out = False
+    peak = CgroupPeak(cidfile) if cidfile is not None else None
+    with open(log_path, "w") as log:
+        log.write("$ " + shlex.join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace", bufsize=1)
+
+        def pump():
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                lines.append(line.rstrip("\n"))
+                if on_line:
+                    on_line(line.rstrip("\n"))
+        reader = threading.Thread(target=pump, daemon=True)
+        if peak:
+            peak.__enter__()
+        reader.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            if cidfile is not None and cidfile.exists():
+                subprocess.run(["docker", "kill", cidfile.read_text().strip()], env=env,
+                               capture_output=True)
+            proc.kill()
+            proc.wait()
+        finally:
+            if peak:
+                peak.__exit__()
+        reader.join(timeout=10)
+    text = "\n".join(lines)
+    return RunResult(cmd, proc.returncode, time.monotonic() - start, log_path,
+                     "\n".join(lines[-15:]), device_line(text), timed_out,
+                     peak.peak if peak else 0)
+
+
+def read_metrics(metrics_dir: Path) -> dict:
+    try:
+        return json.loads((metrics_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def case_seconds(metrics: dict) -> dict[str, float]:
+    """Per-case seconds from the engine's METRICS_FILE, whatever its exact layout."""
+    cases = metrics.get("cases") if isinstance(metrics, dict) else None
+    out = {}
+    if isinstance(cases, dict):
+        cases = [{"case": k, **v} for k, v in cases.items() if isinstance(v, dict)]
+    for c in cases or []:
+        if not isinstance(c, dict):
+            continue
+        name = c.get("case") or c.get("name") or c.get("file") or c.get("input")
+        secs = c.get("seconds") or c.get("total_seconds") or c.get("time_s") or c.get("wall_s")
+        if isinstance(secs, dict):
+            secs = secs.get("total")
+        if name and isinstance(secs, (int, float)):
+            out[os.path.basename(str(name))] = float(secs)
+    return out
