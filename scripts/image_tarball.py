@@ -540,7 +540,9 @@ def resolve_path(fs: dict[str, Entry], path: str, hops: int = 0) -> str | None:
         cur = cur + "/" + part
         e = fs.get(cur)
         if e is None:
-            return None
+            if i == len(parts) - 1:
+                return None
+            continue            # a parent folder that no layer lists explicitly
         if e.kind == "symlink":
             base = posixpath.dirname(cur)
             target = e.link if e.link.startswith("/") else posixpath.join(base, e.link)

@@ -1,0 +1,190 @@
+"""Fast checks of verify-load's parts that need no Docker: the gzip checker on real gzip data,
+secrets judged by content, overlay whiteouts, the organisers' command line as data, and
+verify-load's refusal of a missing, empty or non-gzip file."""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import PY, SCRIPTS
+
+import image_tarball as it
+import organiser_run as orun
+
+pytestmark = pytest.mark.verify
+
+DATA = os.urandom(200_000) + b"amos " * 100_000
+
+
+def read_all(blob: bytes) -> bytes:
+    return it.GzipCheckingReader(io.BytesIO(blob), "test.gz").read()
+
+
+def test_gzip_reader_roundtrip_and_multi_member():
+    one = gzip.compress(DATA, mtime=0)
+    assert read_all(one) == DATA
+    assert read_all(one + gzip.compress(b"tail", mtime=0)) == DATA + b"tail"
+
+
+def test_gzip_reader_names_each_defect():
+    blob = bytearray(gzip.compress(DATA, mtime=0))
+    with pytest.raises(it.TarballError, match="truncated"):
+        read_all(bytes(blob[: len(blob) // 2]))
+    with pytest.raises(it.TarballError, match="truncated"):
+        read_all(bytes(blob[:-3]))                      # inside the trailer
+    crc = bytearray(blob)
+    crc[-6] ^= 0xFF                                     # CRC-32 field of the trailer
+    with pytest.raises(it.TarballError, match="CRC-32 mismatch"):
+        read_all(bytes(crc))
+    with pytest.raises(it.TarballError, match="trailing garbage"):
+        read_all(bytes(blob) + b"\x00\x00garbage")
+    with pytest.raises(it.TarballError, match="not gzip-compressed"):
+        read_all(b"PK\x03\x04 a zip file")
+    with pytest.raises(it.TarballError, match="empty"):
+        read_all(b"")
+
+
+def test_flipped_data_byte_is_caught():
+    blob = bytearray(gzip.compress(DATA, mtime=0))
+    blob[len(blob) // 2] ^= 0x01
+    with pytest.raises(it.TarballError, match="gzip"):
+        read_all(bytes(blob))
+
+
+def tar_bytes(files: dict[str, bytes], end_marker: bool = True) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    return raw if end_marker else raw.rstrip(b"\0")[: -(-len(raw.rstrip(b"\0")) % 512) or None]
+
+
+def test_scan_rejects_a_tar_cut_at_a_member_boundary(tmp_path):
+    body = tar_bytes({"a.json": b"{}", "b.txt": b"x" * 1000})
+    cut = body[: 512 + 512 + 512 + 1024]               # a.json header+data, b.txt header+data
+    p = tmp_path / "cut.tar.gz"
+    p.write_bytes(gzip.compress(cut, mtime=0))
+    with pytest.raises(it.TarballError, match="end-of-archive"):
+        it.scan_tarball(p)
+
+
+def test_scan_rejects_garbage_instead_of_a_header(tmp_path):
+    body = tar_bytes({"a.json": b"{}"})
+    damaged = body[:1024] + b"\x07" * 512 + body[1536:]
+    p = tmp_path / "bad.tar.gz"
+    p.write_bytes(gzip.compress(damaged, mtime=0))
+    with pytest.raises(it.TarballError, match="damaged|incomplete"):
+        it.scan_tarball(p)
+
+
+@pytest.mark.parametrize("name,text,kind", [
+    ("/root/.ssh/id_rsa", b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
+                          b"-----END OPENSSH PRIVATE KEY-----\n", "private key"),
+    ("/app/key.pem", b"-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7\n",
+     "private key"),
+    ("/workspace/.env", b"AWS_ACCESS_KEY_ID=AKIAQWERTYUIOPASDFGH\nAWS_SECRET_ACCESS_KEY=abc\n", "AWS credentials"),
+    ("/workspace/.env", b"HF_TOKEN=hf_abcdef\n", ".env with secrets"),
+    ("/sa.json", b'{"type": "service_account", "private_key_id": "0123456789abcdef0123"}', "GCP service-account key"),
+])
+def test_secrets_found_by_content(name, text, kind):
+    assert kind in it.secrets_in(name, text)
+
+
+@pytest.mark.parametrize("name,text", [
+    ("/etc/ssl/certs/ca-certificates.crt", b"-----BEGIN CERTIFICATE-----\nMIIFazCCA1OgAwIBAgIRAIIQz7DSQONZRGPgu2OCiwAwDQYJKoZIhvcNAQELBQAw\n"),
+    ("/usr/lib/python3/ssl_doc.py", b'PEM_HEADER = "-----BEGIN RSA PRIVATE KEY-----"\n'),
+    ("/docs/aws.md", b"example key AKIAIOSFODNN7EXAMPLE\n"),
+    ("/app/settings.env.example", b"TOKEN=\n"),
+])
+def test_no_false_alarm_on_certificates_and_examples(name, text):
+    assert it.secrets_in(name, text) == []
+
+
+def test_whiteouts_apply_in_layer_order():
+    e = it.Entry("file", 1)
+    lower = {"/workspace": it.Entry("dir"), "/workspace/run_inference.py": e,
+             "/workspace/weights": it.Entry("dir"), "/workspace/weights/a.pth": e,
+             "/usr/bin/python3.11": e, "/usr/bin/python": it.Entry("symlink", link="python3.11")}
+    upper = {"/workspace/.wh.run_inference.py": e, "/workspace/weights/.wh..wh..opq": e,
+             "/workspace/weights/b.pth": e}
+    fs = it.merge_layers([lower, upper])
+    assert "/workspace/run_inference.py" not in fs
+    assert "/workspace/weights/a.pth" not in fs and "/workspace/weights/b.pth" in fs
+    assert it.resolve_path(fs, "/usr/bin/python") == "/usr/bin/python3.11"
+
+
+def test_organisers_line_is_the_guides_line():
+    cmd = orun.organisers_command("team", Path("/in put"), Path("/out"), nvidia=True)
+    assert cmd == ["docker", "run", "--rm", "--runtime=nvidia", "--ipc=host", "-e",
+                   "NVIDIA_VISIBLE_DEVICES=all", "--gpus", "0", "--user", "root", "-v",
+                   "/in put:/workspace/input/:ro", "-v", "/out:/workspace/output/", "team",
+                   "python", "run_inference.py"]
+    no_gpu = orun.organisers_command("team", Path("/i"), Path("/o"), nvidia=False)
+    assert "--runtime=nvidia" not in no_gpu and "--gpus" not in no_gpu and "0" not in no_gpu
+    assert no_gpu[:3] == ["docker", "run", "--rm"] and no_gpu[-3:] == ["team", "python",
+                                                                          "run_inference.py"]
+
+
+@pytest.mark.parametrize("host,quota", [(2, 200_000), (4, 400_000), (64, 400_000)])
+def test_limits_run_caps_cpus_to_the_host(host, quota):
+    cmd = orun.limits_command("team", Path("/i"), Path("/o"), Path("/m"), False, host)
+    assert cmd[cmd.index("--cpu-quota") + 1] == str(quota)
+    assert cmd[cmd.index("--network") + 1] == "none"
+    assert cmd[cmd.index("--memory") + 1] == "30g"
+    assert "GPU_MEMORY_LIMIT_GB=24" in cmd
+    user = cmd[cmd.index("--user") + 1]
+    assert not user.startswith("0") and user != "root"
+    assert "--cpus" not in cmd
+
+
+def test_device_line_parsing():
+    log = "loading\n12:00:01 INFO device: cpu (CUDA available: False) torch 2.13.0\n"
+    assert orun.device_line(log) == "device: cpu (CUDA available: False) torch 2.13.0"
+    assert orun.saw_gpu(orun.device_line(log)) is False
+    assert orun.saw_gpu("device: cuda NVIDIA GeForce RTX 3090 (CUDA available: True)") is True
+    assert orun.saw_gpu("") is None
+
+
+def verify_cli(tarball: Path, *extra) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, str(SCRIPTS / "verify_load.py"), str(tarball), "--teamname",
+                           "testteam", *extra], capture_output=True, text=True,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+
+
+def verdict(tarball: Path) -> dict:
+    return json.loads(tarball.with_name(tarball.name.replace(".tar.gz", ".verify.json")).read_text())
+
+
+@pytest.mark.parametrize("content,reason", [
+    (None, "does not exist"),
+    (b"", "empty (0 bytes)"),
+    (b"this is not a gzip file at all\n" * 10, "not gzip-compressed"),
+    (gzip.compress(b"not a tar" * 100, mtime=0), "tar"),
+])
+def test_verify_load_fails_on_unusable_files_with_the_reason(tmp_path, content, reason):
+    tb = tmp_path / "testteam-task1.tar.gz"
+    if content is not None:
+        tb.write_bytes(content)
+    proc = verify_cli(tb)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    err = proc.stderr.strip().splitlines()[-1]
+    assert err.startswith("error: verify-load failed") and reason in err, err
+    data = verdict(tb)
+    assert data["status"] == "fail"
+    assert not any(r["step"] == "3 load" and r["status"] == "pass" for r in data["rows"])
+
+
+def test_verify_load_refuses_a_bad_teamname_first(tmp_path):
+    proc = subprocess.run([PY, str(SCRIPTS / "verify_load.py"), str(tmp_path / "x.tar.gz"),
+                           "--teamname", "Team-1"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "TEAMNAME='Team-1'" in proc.stderr
