@@ -33,12 +33,12 @@ from amosseg import build_network  # noqa: E402  (public function of the engine)
 TRAIN_SEEDS = range(1000, 1040)
 VAL_SEEDS = range(2000, 2003)  # monitoring only; the evaluation script uses seeds 9000+ never seen here
 TARGET_SPACING = [6.0, 2.5, 2.5]  # z, y, x (mm)
-PATCH = [32, 112, 112]
+PATCH = [24, 96, 96]
 ARCHITECTURE = {
     "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
     "arch_kwargs": {
         "n_stages": 4,
-        "features_per_stage": [12, 24, 48, 96],
+        "features_per_stage": [8, 16, 32, 64],
         "conv_op": "torch.nn.modules.conv.Conv3d",
         "kernel_sizes": [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]],
         "strides": [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2]],
@@ -194,7 +194,7 @@ def write_model_folder(out: Path, net, props, raw_cases, steps, log):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("weights"))
-    ap.add_argument("--steps", type=int, default=2400)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)

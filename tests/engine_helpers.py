@@ -1,0 +1,54 @@
+"""Helpers for tests that run the engine the way the image does: `python run_inference.py`."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "inference" / "run_inference.py"
+WEIGHTS = Path(os.environ.get("WEIGHTS", REPO / "weights"))
+SHARED_CT = REPO.parent / "shared" / "data" / "real-ct"
+PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+
+
+def run_engine(inp: Path, out: Path, timeout=600, cwd=None, **env) -> subprocess.CompletedProcess:
+    """Run inference/run_inference.py as a child process with INPUT_DIR/OUTPUT_DIR and extra env."""
+    full = {**os.environ, "INPUT_DIR": str(inp), "OUTPUT_DIR": str(out), "MODEL_DIR": str(WEIGHTS),
+            "COLUMNS": "160", **{k: str(v) for k, v in env.items()}}
+    return subprocess.run([PY, str(SCRIPT)], env=full, capture_output=True, text=True, timeout=timeout,
+                          cwd=cwd or REPO)
+
+
+def labels_of(path: Path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def dice(a: np.ndarray, b: np.ndarray, label: int) -> float:
+    x, y = a == label, b == label
+    denom = x.sum() + y.sum()
+    return float(2 * (x & y).sum() / denom) if denom else 1.0
+
+
+def write_image(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),
+                direction=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> Path:
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    img.SetDirection([float(v) for v in direction])
+    sitk.WriteImage(img, str(path), useCompression=True)
+    return path
+
+
+def require_shared_ct() -> Path:
+    """The real CT from ../shared; fail in CI (it must be there), skip elsewhere."""
+    import pytest
+    if not (SHARED_CT / "ct_abdomen_slab.nii.gz").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"real CT test data missing: {SHARED_CT} (expected ../shared beside the clone)", pytrace=False)
+        pytest.skip(f"no {SHARED_CT}")
+    return SHARED_CT

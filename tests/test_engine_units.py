@@ -1,0 +1,147 @@
+"""Engine building blocks against nnU-Net's own functions (nnunetv2 is a test-only dependency)."""
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from engine_helpers import REPO
+
+sys.path.insert(0, str(REPO / "inference"))
+from amosseg import folders, resources  # noqa: E402
+from amosseg.model import load_model  # noqa: E402
+from amosseg.network import UnsupportedModel  # noqa: E402
+from amosseg.resample import new_shape, resample, separate_z  # noqa: E402
+from amosseg.sliding_window import gaussian_map, tile_starts  # noqa: E402
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.mark.parametrize("shape,old,new,order", [
+    ((20, 64, 70), (5.0, 0.8, 0.8), (2.0, 1.5, 1.5), 3),   # separate z (anisotropic input), upsample z
+    ((30, 40, 50), (1.0, 1.2, 1.2), (2.0, 2.0, 2.0), 3),   # plain 3D cubic, downsample
+    ((12, 33, 47), (6.0, 2.5, 2.5), (4.0, 1.1, 1.3), 1),   # logits back: separate z from the new spacing
+    ((25, 31, 29), (1.0, 1.0, 1.0), (0.7, 1.3, 0.9), 1),   # plain trilinear
+])
+def test_resample_equals_nnunet(shape, old, new, order):
+    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(2, *shape)).astype(np.float32) * 100
+    target = new_shape(shape, old, new)
+    ref = resample_data_or_seg_to_shape(data, target, old, new, is_seg=False, order=order, order_z=0,
+                                        force_separate_z=None)
+    ours = resample(torch.from_numpy(data), target, old, new, order, 0, None).numpy()
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=2e-3 * 100, rtol=0)
+    assert np.abs(ours - ref).mean() < 1e-4 * 100
+
+
+def test_separate_z_rule():
+    assert separate_z((5.0, 0.8, 0.8), (2.0, 0.8, 0.8)) == (True, 0)
+    assert separate_z((1.0, 1.0, 1.0), (1.0, 1.0, 3.5)) == (True, 2)
+    assert separate_z((2.0, 1.0, 1.0), (1.0, 1.0, 1.0)) == (False, None)
+
+
+def test_gaussian_and_steps_equal_nnunet():
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian, compute_steps_for_sliding_window
+    for patch in ((24, 96, 96), (64, 160, 192), (17, 33, 40)):
+        ref = compute_gaussian(patch, 1 / 8, 10, dtype=torch.float32, device=torch.device("cpu"))
+        ours = gaussian_map(patch)
+        torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-4)
+    for size, patch in (((52, 124, 154), (24, 96, 96)), ((200, 448, 448), (64, 160, 192)), ((24, 96, 96), (24, 96, 96))):
+        assert tile_starts(size, patch, 0.5) == compute_steps_for_sliding_window(size, patch, 0.5)
+
+
+def test_folder_choice(tmp_path):
+    inp, out = tmp_path / "in", tmp_path / "out"
+    inp.mkdir()
+    got = folders.resolve({"INPUT_DIR": str(inp), "OUTPUT_DIR": str(out)})
+    assert (got.input, got.output) == (inp, out)
+    folders.prepare_output(got)
+    assert out.is_dir()
+    (out / ".partial-1-x.nii.gz").write_bytes(b"junk")
+    assert [p.name for p in folders.prepare_output(got)] == [".partial-1-x.nii.gz"]
+    (inp / "B.NII.GZ").write_bytes(b"")
+    (inp / "a.nii.gz").write_bytes(b"")
+    (inp / "notes.txt").write_bytes(b"")
+    (inp / "sub.nii.gz").mkdir()
+    cases, skipped = folders.list_entries(inp)
+    assert [p.name for p in cases] == ["B.NII.GZ", "a.nii.gz"]
+    assert sorted(p.name for p in skipped) == ["notes.txt", "sub.nii.gz"]
+
+
+def test_missing_input_folder_is_refused(tmp_path):
+    with pytest.raises(folders.FolderError, match="does not exist"):
+        folders.prepare_output(folders.resolve({"INPUT_DIR": str(tmp_path / "nope")}))
+
+
+def test_cgroup_v2_and_v1(tmp_path):
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("400000 100000\n")
+    (v2 / "memory.max").write_text(str(30 * 1024**3))
+    (v2 / "memory.current").write_text(str(1024**3))
+    assert resources.cpu_quota(v2) == 4.0
+    assert resources.memory_limit_bytes(v2) == 30 * 1024**3
+    (v2 / "cpu.max").write_text("50000 100000\n")
+    assert resources.usable_cpus(v2) == 1
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "memory").mkdir()
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))
+    assert resources.cpu_quota(v1) is None and resources.memory_limit_bytes(v1) is None
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(str(8 * 1024**3))
+    assert resources.memory_limit_bytes(v1) == 8 * 1024**3
+
+
+def _model_folder(tmp_path, plans_edit=None, dataset_edit=None, with_fold=True):
+    from engine_helpers import WEIGHTS
+    dst = tmp_path / "model"
+    dst.mkdir(parents=True)
+    plans = json.loads((WEIGHTS / "plans.json").read_text())
+    dataset = json.loads((WEIGHTS / "dataset.json").read_text())
+    if plans_edit:
+        plans_edit(plans)
+    if dataset_edit:
+        dataset_edit(dataset)
+    (dst / "plans.json").write_text(json.dumps(plans))
+    (dst / "dataset.json").write_text(json.dumps(dataset))
+    if with_fold:
+        (dst / "fold_0").mkdir()
+        (dst / "fold_0" / "checkpoint_final.pth").symlink_to(WEIGHTS / "fold_0" / "checkpoint_final.pth")
+    return dst
+
+
+def test_model_refusals(tmp_path):
+    with pytest.raises(UnsupportedModel, match="no fold_"):
+        load_model(_model_folder(tmp_path / "a", with_fold=False))
+    def cascade(p):
+        p["configurations"]["3d_fullres"]["previous_stage"] = "3d_lowres"
+    with pytest.raises(UnsupportedModel, match="cascade"):
+        load_model(_model_folder(tmp_path / "b", cascade))
+    def regions(d):
+        d["labels"]["liver"] = [6, 7]
+        d["regions_class_order"] = [1, 2]
+    with pytest.raises(UnsupportedModel, match="region-based"):
+        load_model(_model_folder(tmp_path / "c", None, regions))
+    def foreign(p):
+        p["configurations"]["3d_fullres"]["architecture"]["network_class_name"] = "os.system"
+    with pytest.raises(UnsupportedModel, match="outside"):
+        load_model(_model_folder(tmp_path / "d", foreign))
+    with pytest.raises(UnsupportedModel, match="FOLDS asks for fold_3"):
+        load_model(_model_folder(tmp_path / "e"), "3")
+    empty = tmp_path / "f"
+    empty.mkdir()
+    with pytest.raises(UnsupportedModel, match="neither plans.json"):
+        load_model(empty)
+
+
+def test_demo_model_loads_with_checkpoint_mirroring():
+    from engine_helpers import WEIGHTS
+    model = load_model(WEIGHTS)
+    assert model.num_classes == 16 and model.mirror_axes == (0, 1, 2)
+    assert model.normalization == "CTNormalization"
+    assert "PlainConvUNet" in model.description
