@@ -115,8 +115,10 @@ def _stream_view(title: str, progress: Progress, tail: deque) -> Group:
 
 
 def run_build(api, ctx: build_context.Context, tag: str, buildargs: dict[str, str],
-              title: str, nocache: bool = False, log_file=None) -> StageResult:
-    """Build one stage from a context tar, streaming its log; return the image and its steps."""
+              title: str, nocache: bool = False, log_file=None, offline: bool = False) -> StageResult:
+    """Build one stage from a context tar, streaming its log; return the image and its steps.
+
+    offline: RUN steps get no network at all, which proves a wheelhouse build needs none."""
     start = time.monotonic()
     steps: list[Step] = []
     image_id = ""
@@ -135,7 +137,8 @@ def run_build(api, ctx: build_context.Context, tag: str, buildargs: dict[str, st
         with open(ctx.tar_path, "rb") as fh:
             stream = api.build(fileobj=fh, custom_context=True, dockerfile=ctx.dockerfile, tag=tag,
                                buildargs={**ctx.buildargs, **buildargs}, nocache=nocache, rm=True,
-                               forcerm=True, pull=False, platform=PLATFORM, decode=True)
+                               forcerm=True, pull=False, platform=PLATFORM, decode=True,
+                               network_mode="none" if offline else None)
             for chunk in stream:
                 if "error" in chunk:
                     raise BuildFailed(chunk["error"].strip())
@@ -195,14 +198,16 @@ def build_stages(client, *, teamname: str, task: str, version: str, base_image: 
         builder = run_build(api, builder_ctx, builder_tag,
                             {"BASE_IMAGE": base_image, "TORCH_VERSION": torch_version,
                              "TORCH_INDEX_URL": torch_index_url},
-                            "builder stage (/opt/venv)", nocache=nocache, log_file=log_file)
+                            "builder stage (/opt/venv)", nocache=nocache, log_file=log_file,
+                            offline=wheelhouse is not None)
         builder_ctx.remove()
         runtime = run_build(api, runtime_ctx, tags[0],
                             {"BUILDER_IMAGE": builder_tag, "BASE_IMAGE": base_image,
                              "TEAMNAME": teamname, "TASK": task, "VERSION": version,
                              "CREATED": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                              "REVISION": git_revision()},
-                            "runtime stage (shipped image)", nocache=nocache, log_file=log_file)
+                            "runtime stage (shipped image)", nocache=nocache, log_file=log_file,
+                            offline=True)
         runtime_ctx.remove()
     for full in tags[1:]:
         repo, _, tag = full.rpartition(":")

@@ -117,6 +117,8 @@ class BuiltImage:
     base_image: str
     builder_tag: str
     secret_token: str
+    planted_secrets: tuple[str, ...]
+    weights_dir: str
     build_log: Path
 
 
@@ -153,6 +155,7 @@ def built_image(docker_client, local_base_image, wheelhouse_dir, tmp_path_factor
     return BuiltImage(teamname=TEST_TEAMNAME, tag=f"{TEST_TEAMNAME}:latest", image_id=image.id,
                       version=version, base_image=local_base_image,
                       builder_tag=f"{TEST_TEAMNAME}-builder:{version}", secret_token=SECRET_TOKEN,
+                      planted_secrets=tuple(str(p) for p in planted), weights_dir=str(WEIGHTS),
                       build_log=log)
 
 
