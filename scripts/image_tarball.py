@@ -336,6 +336,16 @@ class Scan:
     members: dict[str, Member] = field(default_factory=dict)
 
 
+def _gzip_root_cause(body: CountingReader) -> None:
+    """A damaged tar inside a gzip stream is usually damaged compression: read on to the gzip
+    trailer, so a CRC or truncation error (the cause) is reported instead of its symptom."""
+    try:
+        body.drain()
+    except TarballError as exc:
+        raise TarballError(exc.check, exc.reason + " (the tar inside is damaged as a result)") \
+            from None
+
+
 def scan_tarball(path: Path, on_progress: Callable[[int], None] | None = None,
                  require_gzip: bool = True) -> Scan:
     """One streaming pass: file hash, gzip checks, tar framing, per-member hashes and listings."""
@@ -363,9 +373,14 @@ def scan_tarball(path: Path, on_progress: Callable[[int], None] | None = None,
                 elif m.isdir():
                     scan.members[name.rstrip("/")] = Member(name.rstrip("/"), 0, "dir")
             end = tar.offset
-        except TarballError:
+        except TarballError as exc:
+            if exc.check != "tar" or not scan.gzip:
+                raise
+            _gzip_root_cause(body)
             raise
         except (tarfile.TarError, EOFError) as exc:
+            if scan.gzip:
+                _gzip_root_cause(body)
             raise TarballError("tar", f"{path}: the tar inside is incomplete or damaged ({exc})") \
                 from None
         # what follows the last member must be the end-of-archive marker (two zero blocks)

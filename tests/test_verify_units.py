@@ -188,3 +188,15 @@ def test_verify_load_refuses_a_bad_teamname_first(tmp_path):
     proc = subprocess.run([PY, str(SCRIPTS / "verify_load.py"), str(tmp_path / "x.tar.gz"),
                            "--teamname", "Team-1"], capture_output=True, text=True)
     assert proc.returncode == 2 and "TEAMNAME='Team-1'" in proc.stderr
+
+
+def test_damaged_compression_is_reported_as_the_cause(tmp_path):
+    """A flipped byte garbles the tar that follows; the gzip CRC, not the tar, is the cause."""
+    body = tar_bytes({f"f{i}.txt": os.urandom(300) + b"x" * 700 for i in range(400)})
+    blob = bytearray(gzip.compress(body, compresslevel=1, mtime=0))
+    blob[len(blob) // 3] ^= 0x55
+    p = tmp_path / "flip.tar.gz"
+    p.write_bytes(bytes(blob))
+    with pytest.raises(it.TarballError) as err:
+        it.scan_tarball(p)
+    assert err.value.check == "gzip", err.value.reason
