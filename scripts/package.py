@@ -106,8 +106,12 @@ def save_compressed(client, ref: str, tmp: Path, level: int, threads: int | None
                                           transient=False) as progress:
         sink = parallel_gzip.open_sink(out, level, threads, engine)
         task = progress.add_task("save", total=total_hint or None, out="0 B")
+        # the SDK's get_image() by name, done by hand to keep the response: closing it on an
+        # error stops the engine's stream at once (dropping it would drain gigabytes first)
+        res = client.api._get(client.api._url("/images/{0}/get", ref), stream=True)
         try:
-            for chunk in client.api.get_image(ref, chunk_size=parallel_gzip.CHUNK):
+            client.api._raise_for_status(res)
+            for chunk in res.iter_content(parallel_gzip.CHUNK, decode_unicode=False):
                 sink.write(chunk)
                 progress.update(task, advance=len(chunk),
                                 out=f"{sink.out_bytes / 1e6:,.0f} MB gz")
@@ -117,6 +121,8 @@ def save_compressed(client, ref: str, tmp: Path, level: int, threads: int | None
         except BaseException:
             sink.abort()
             raise
+        finally:
+            res.close()
         progress.update(task, total=sink.in_bytes, completed=sink.in_bytes,
                         out=f"{sink.out_bytes / 1e6:,.0f} MB gz")
     return {"uncompressed_bytes": sink.in_bytes, "compressed_bytes": sink.out_bytes,

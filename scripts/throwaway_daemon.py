@@ -5,7 +5,9 @@ Why: on the build host the image's layers already exist and its tag already reso
 daemon with its own data root, exec root, pidfile and socket starts empty, like the organisers'
 server, so loading into it and running the image there is the honest check. It needs root and
 `dockerd`; it does without networking (`--bridge=none --iptables=false`), which also matches the
-server's "no internet" rule.
+server's "no internet" rule. It runs in its own network namespace (`unshare --net`): dockerd
+with `--bridge=none` deletes any `docker0` interface it can see, which would cut the host's
+shared daemon off its default bridge.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ def can_start() -> str:
         return "not running as root (a second dockerd needs root)"
     if not shutil.which("dockerd"):
         return "dockerd is not installed on this host"
+    if not shutil.which("unshare"):
+        return "unshare (util-linux) is missing: the daemon needs its own network namespace"
     return ""
 
 
@@ -85,7 +89,10 @@ class ThrowawayDaemon:
         self.log_path = self.root / "dockerd.log"
         config = self.root / "daemon.json"
         config.write_text(json.dumps(inherited_config()))
-        cmd = ["dockerd", "--config-file", str(config), "--data-root", str(self.root / "data"),
+        # its own network namespace: with --bridge=none dockerd deletes any interface named
+        # docker0 it can see, which would break the host's shared daemon
+        cmd = ["unshare", "--net", "--", "dockerd", "--config-file", str(config),
+               "--data-root", str(self.root / "data"),
                "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "dockerd.pid"),
                "-H", self.url, "--bridge=none", "--iptables=false", "--ip-masq=false",
                "--userland-proxy=false"]
