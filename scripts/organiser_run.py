@@ -111,7 +111,7 @@ class CgroupPeak:
                 "/sys/fs/cgroup/**/*{id}*/memory.current",
                 "/sys/fs/cgroup/memory/docker/{id}/memory.usage_in_bytes")
 
-    def __init__(self, cidfile: Path, interval: float = 0.5):
+    def __init__(self, cidfile: Path, interval: float = 0.2):
         self.cidfile = cidfile
         self.interval = interval
         self.peak = 0
@@ -233,8 +233,11 @@ def case_seconds(metrics: dict) -> dict[str, float]:
             continue
         name = c.get("case") or c.get("name") or c.get("file") or c.get("input")
         secs = c.get("seconds") or c.get("total_seconds") or c.get("time_s") or c.get("wall_s")
-        if isinstance(secs, dict):
-            secs = secs.get("total")
+        if isinstance(secs, dict):       # split by stage: total, else compute + write, else sum
+            parts = {k: v for k, v in secs.items() if isinstance(v, (int, float))}
+            secs = parts.get("total") or (
+                parts["compute_total"] + parts.get("write", 0.0) if "compute_total" in parts
+                else sum(parts.values()) if parts else None)
         if name and isinstance(secs, (int, float)):
             out[os.path.basename(str(name))] = float(secs)
     return out
