@@ -1,0 +1,118 @@
+"""Benchmark make package against the organisers' `docker save TEAMNAME:latest | gzip -c > file`.
+
+Why a script and not a timed test: timings depend on the machine and its load. Everything is
+measured in one run on the same image: `docker save` alone (the floor: nothing can be faster
+than reading the image out of the engine), the organisers' gzip pipeline (the baseline), and
+`scripts/package.py` at each gzip level asked for. Printed: seconds, sizes and the ratios the
+packaging issue sets as targets (wall <= 0.3x gzip's, <= 1.5x the floor, size <= 1.12x gzip's).
+
+    .venv/bin/python scripts/bench_package.py --teamname testteam [--levels 1,2,3] [--repeat 1]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+TARGET_VS_GZIP = 0.3
+TARGET_VS_SAVE = 1.5
+TARGET_SIZE = 1.12
+
+
+def timed_shell(cmd: str) -> float:
+    start = time.monotonic()
+    subprocess.run(["bash", "-o", "pipefail", "-c", cmd], check=True)
+    return time.monotonic() - start
+
+
+def timed_package(team: str, dist: Path, level: int) -> float:
+    start = time.monotonic()
+    subprocess.run([sys.executable, str(HERE / "package.py"), "--teamname", team, "--dist",
+                    str(dist), "--level", str(level), "--quiet"], check=True)
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--teamname", required=True)
+    ap.add_argument("--levels", default="1,2,3", help="gzip levels for package.py, e.g. 1,3,6")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per variant (median is used)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="scratch folder (default: a temp folder in dist/)")
+    args = ap.parse_args(argv)
+    console = Console()
+    ref = f"{args.teamname}:latest"
+    levels = [int(x) for x in args.levels.split(",") if x]
+    parent = args.workdir or Path("dist")
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-package-", dir=parent))
+    q = lambda p: "'" + str(p).replace("'", "'\\''") + "'"  # noqa: E731
+    try:
+        console.print(f"[bold]benchmark[/] {ref} on {os.cpu_count()} CPUs, scratch {work}")
+        timed_shell(f"docker save {ref} > /dev/null")          # warm the page cache once
+        times: dict[str, list[float]] = {"save": [], "gzip": []}
+        sizes: dict[str, int] = {}
+        for _ in range(args.repeat):
+            times["save"].append(timed_shell(f"docker save {ref} > {q(work / 'save.tar')}"))
+            sizes["save"] = (work / "save.tar").stat().st_size
+            (work / "save.tar").unlink()
+            times["gzip"].append(timed_shell(f"docker save {ref} | gzip -c > "
+                                             f"{q(work / 'gzip.tar.gz')}"))
+            sizes["gzip"] = (work / "gzip.tar.gz").stat().st_size
+            (work / "gzip.tar.gz").unlink()
+            for level in levels:
+                key = f"package -{level}"
+                dist = work / f"l{level}"
+                times.setdefault(key, []).append(timed_package(args.teamname, dist, level))
+                tb = dist / f"{args.teamname}-task1.tar.gz"
+                sizes[key] = tb.stat().st_size
+                ok = subprocess.run(["gunzip", "-t", str(tb)]).returncode == 0
+                if not ok:
+                    console.print(f"[red]gunzip -t failed for {key}")
+                    return 1
+                shutil.rmtree(dist)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        t = Table(title=f"make package benchmark: {ref} ({sizes['save'] / 1e6:,.0f} MB "
+                        f"uncompressed, {os.cpu_count()} CPUs, median of {args.repeat})")
+        for col in ("variant", "seconds", "vs gzip", "vs save", "MB", "size vs gzip", "targets"):
+            t.add_column(col, justify="left" if col in ("variant", "targets") else "right")
+        t.add_row("docker save (floor)", f"{med['save']:.1f}", f"{med['save'] / med['gzip']:.2f}x",
+                  "1.00x", f"{sizes['save'] / 1e6:,.0f}", "-", "")
+        t.add_row("docker save | gzip -c (organisers)", f"{med['gzip']:.1f}", "1.00x",
+                  f"{med['gzip'] / med['save']:.2f}x", f"{sizes['gzip'] / 1e6:,.1f}", "1.000x", "")
+        verdicts = {}
+        for level in levels:
+            key = f"package -{level}"
+            vg, vs = med[key] / med["gzip"], med[key] / med["save"]
+            sz = sizes[key] / sizes["gzip"]
+            ok = vg <= TARGET_VS_GZIP and vs <= TARGET_VS_SAVE and sz <= TARGET_SIZE
+            verdicts[level] = ok
+            marks = (f"{'ok' if vg <= TARGET_VS_GZIP else 'MISS'} <={TARGET_VS_GZIP}x gzip, "
+                     f"{'ok' if vs <= TARGET_VS_SAVE else 'MISS'} <={TARGET_VS_SAVE}x save, "
+                     f"{'ok' if sz <= TARGET_SIZE else 'MISS'} <={TARGET_SIZE}x size")
+            t.add_row(f"make package (pigz -{level})", f"{med[key]:.1f}", f"{vg:.2f}x",
+                      f"{vs:.2f}x", f"{sizes[key] / 1e6:,.1f}", f"{sz:.3f}x",
+                      f"[{'green' if ok else 'red'}]{marks}")
+        console.print(t)
+        for k, v in times.items():
+            console.print(f"  {k}: runs {', '.join(f'{x:.1f}' for x in v)} s")
+        good = [lvl for lvl, ok in verdicts.items() if ok]
+        console.print(f"levels meeting every target: {good or 'none'} "
+                      f"(make package uses level 2 by default)")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
