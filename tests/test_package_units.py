@@ -1,0 +1,93 @@
+"""make package's parts that need no Docker: refusals before Docker is touched, and the parallel
+gzip (pigz and the pure-Python fallback) being valid, complete and reproducible."""
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import PY, SCRIPTS
+
+import organiser_run
+import parallel_gzip
+
+pytestmark = pytest.mark.packaging
+
+DEAD = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+# compressible and incompressible stretches, not a multiple of the block size
+DATA = (b"layer.tar " * 90_000 + os.urandom(700_001) + bytes(300_000)) * 2
+
+
+def package_cli(*args, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, str(SCRIPTS / "package.py"), *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("team", ["TeamA", "team1", "my-team", ""])
+def test_bad_teamname_refused_before_docker(team, tmp_path):
+    proc = package_cli("--teamname", team, "--dist", str(tmp_path), env=DEAD)
+    assert proc.returncode == 2
+    assert f"TEAMNAME='{team}'" in proc.stderr and "lowercase letters only" in proc.stderr
+    assert "Docker engine" not in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_engine_says_how_to_start_it(tmp_path):
+    proc = package_cli("--teamname", "demoteam", "--dist", str(tmp_path / "d"), env=DEAD)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach the Docker engine" in lines[0]
+    assert "dockerd" in lines[0] or "systemctl start docker" in lines[0]
+    assert not (tmp_path / "d").exists()
+
+
+def compress(engine: str, threads: int, level: int = 2, chunk: int = 300_000) -> bytes:
+    out = io.BytesIO()
+    sink = parallel_gzip.open_sink(out, level, threads, engine)
+    for i in range(0, len(DATA), chunk):
+        sink.write(DATA[i:i + chunk])
+    sink.close()
+    blob = out.getvalue()
+    assert sink.out_bytes == len(blob) and sink.in_bytes == len(DATA)
+    import hashlib
+    assert sink.hexdigest() == hashlib.sha256(blob).hexdigest()
+    return blob
+
+
+@pytest.mark.parametrize("engine", ["python", "pigz"])
+def test_parallel_gzip_is_valid_complete_and_reproducible(engine, tmp_path):
+    if engine == "pigz" and not shutil.which("pigz"):
+        pytest.skip("pigz is not installed")
+    a, b = compress(engine, 2), compress(engine, 3, chunk=1 << 20)
+    assert a == b, "output depends on the thread count or write sizes"
+    assert a[4:8] == b"\0\0\0\0", "mtime in the gzip header"
+    assert gzip.decompress(a) == DATA
+    f = tmp_path / "x.gz"
+    f.write_bytes(a)
+    assert subprocess.run(["gunzip", "-t", str(f)]).returncode == 0
+    assert len(a) < len(DATA) * 0.7
+
+
+def test_pigz_failure_is_reported(tmp_path):
+    if not shutil.which("pigz"):
+        pytest.skip("pigz is not installed")
+    out = open(tmp_path / "x.gz", "wb")
+    sink = parallel_gzip.open_sink(out, 2, 2, "pigz")
+    sink.proc.kill()                                   # the compressor dies mid-stream
+    with pytest.raises(OSError):
+        for _ in range(200):
+            sink.write(DATA[:1 << 20])
+        sink.close()
+    sink.abort()
+    out.close()
+
+
+def test_case_seconds_reads_the_engines_metrics():
+    metrics = {"cases": [{"name": "a b.nii.gz", "status": "ok",
+                          "seconds": {"read": 1.0, "compute_total": 5.5, "write": 0.5}},
+                         {"name": "c.nii.gz", "status": "failed", "seconds": {}}]}
+    assert organiser_run.case_seconds(metrics) == {"a b.nii.gz": 6.0}
