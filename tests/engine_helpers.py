@@ -40,7 +40,9 @@ def write_image(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(
     img.SetSpacing(spacing)
     img.SetOrigin(origin)
     img.SetDirection([float(v) for v in direction])
-    sitk.WriteImage(img, str(path), useCompression=True)
+    tmp = path.with_name(".tmp-" + path.name[: -len(".nii.gz")] + ".nii.gz")  # ITK wants a lower-case suffix
+    sitk.WriteImage(img, str(tmp), useCompression=True)
+    tmp.rename(path)
     return path
 
 

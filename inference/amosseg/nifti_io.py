@@ -5,7 +5,10 @@ line naming the fix, and outputs must never be left half-written under their fin
 """
 from __future__ import annotations
 
+import gzip
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +29,45 @@ class Case:
     warnings: list
 
 
+def check_file(path: Path) -> None:
+    """Prove the gzip stream is complete (CRC, length) and the NIfTI header sane, before ITK reads it.
+
+    Why: ITK silently zero-fills a truncated gzip and coerces a sheared sform to a rotation, which
+    would turn a broken or unrepresentable input into a wrong segmentation instead of an error.
+    """
+    if path.stat().st_size == 0:
+        raise CaseError("cannot read as NIfTI: file is empty (0 bytes); copy the case again")
+    header = b""
+    try:
+        with gzip.open(path, "rb") as fh:
+            header = fh.read(540)
+            while fh.read(1 << 22):
+                pass
+    except (OSError, EOFError, zlib.error) as exc:
+        what = "truncated" if isinstance(exc, EOFError) else f"not a valid gzip stream ({exc})"
+        raise CaseError(f"cannot read as NIfTI: file is {what}; re-export it as a valid .nii.gz") from None
+    sizeof = struct.unpack("<i", header[:4])[0] if len(header) >= 4 else 0
+    endian = "<" if sizeof in (348, 540) else ">"
+    sizeof = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
+    if sizeof not in (348, 540) or len(header) < sizeof:
+        raise CaseError("cannot read as NIfTI: no NIfTI header inside the gzip; re-export it as a valid .nii.gz")
+    if sizeof == 348:
+        sform_code = struct.unpack(endian + "h", header[254:256])[0]
+        srow = np.array(struct.unpack(endian + "12f", header[280:328]), dtype=np.float64).reshape(3, 4)[:, :3]
+    else:
+        sform_code = struct.unpack(endian + "i", header[348:352])[0]
+        srow = np.array(struct.unpack(endian + "12d", header[400:496]), dtype=np.float64).reshape(3, 4)[:, :3]
+    if sform_code > 0:
+        norms = np.linalg.norm(srow, axis=0)
+        if np.all(norms > 0):
+            cols = srow / norms
+            if np.abs(cols.T @ cols - np.eye(3)).max() > 1e-3:
+                raise CaseError("direction matrix is not orthonormal (sheared sform); SimpleITK cannot represent "
+                                "it: resample the image to an orthonormal grid")
+
+
 def read_case(path: Path) -> Case:
+    check_file(path)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -82,7 +123,8 @@ def write_label(labels: np.ndarray, reference: sitk.Image, out_path: Path) -> No
     out.SetOrigin(reference.GetOrigin())
     out.SetSpacing(reference.GetSpacing())
     out.SetDirection(reference.GetDirection())
-    tmp = out_path.parent / f".partial-{os.getpid()}-{out_path.name}"
+    # ITK picks its writer by a lower-case extension; the final name keeps the input's exact case
+    tmp = out_path.parent / f".partial-{os.getpid()}-{out_path.name[:-len('.nii.gz')]}.nii.gz"
     try:
         sitk.WriteImage(out, str(tmp), useCompression=True)
         with open(tmp, "rb") as fh:

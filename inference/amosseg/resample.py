@@ -18,8 +18,8 @@ ANISO_THRESHOLD = 3.0
 
 
 def new_shape(shape, old_spacing, new_spacing) -> tuple:
-    """nnU-Net's compute_new_shape: round(old_spacing / new_spacing * shape)."""
-    return tuple(int(round(o / n * s)) for s, o, n in zip(shape, old_spacing, new_spacing))
+    """nnU-Net's compute_new_shape: round(old_spacing / new_spacing * shape), at least 1 voxel."""
+    return tuple(max(1, int(round(o / n * s))) for s, o, n in zip(shape, old_spacing, new_spacing))
 
 
 def _lowres_axis(spacing):
