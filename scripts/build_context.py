@@ -7,6 +7,7 @@ content scan refuses private keys that hide under an innocent name.
 """
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import tarfile
@@ -49,27 +50,46 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def check_weights(weights: Path) -> list[str]:
-    """Refuse a model folder nnU-Net v2 could not load; return the folds found (fold_0, ...)."""
+def _require_file(f: Path, hint: str) -> None:
+    if not f.is_file():
+        raise ContextError(f"{shown(f)} is missing: {hint}")
+    if f.stat().st_size == 0:
+        raise ContextError(f"{shown(f)} is empty: {hint}")
+
+
+def check_weights(weights: Path) -> str:
+    """Refuse a model folder the engine could not load, naming the missing file; say what it is.
+
+    The formats are the engine's (inference/amosseg/model.py): an nnU-Net v2 results folder
+    (dataset.json, plans.json, fold_*/checkpoint_final.pth), possibly one level down, or a
+    TorchScript model.json + model.pt."""
     hint = ("copy your trained nnU-Net v2 model folder (dataset.json, plans.json, "
             "fold_N/checkpoint_final.pth) there, see README 'Your own model'")
     if not weights.is_dir():
         raise ContextError(f"{shown(weights)}/ does not exist: {hint}")
+    if (weights / "model.json").is_file():
+        _require_file(weights / "model.json", "see weights/README.md for the manifest format")
+        try:
+            name = json.loads((weights / "model.json").read_text()).get("file", "model.pt")
+        except (ValueError, AttributeError):
+            raise ContextError(f"{shown(weights / 'model.json')} is not a JSON object: "
+                               f"see weights/README.md for the manifest format") from None
+        _require_file(weights / name, "the TorchScript file model.json names")
+        return "TorchScript model"
+    model = weights
+    if not (weights / "plans.json").exists() and not (weights / "dataset.json").exists():
+        nested = [p.parent for p in weights.glob("*/plans.json")]
+        if len(nested) == 1:
+            model = nested[0]
     for name in ("dataset.json", "plans.json"):
-        f = weights / name
-        if not f.is_file():
-            raise ContextError(f"{shown(f)} is missing: {hint}")
-        if f.stat().st_size == 0:
-            raise ContextError(f"{shown(f)} is empty: {hint}")
-    folds = sorted(p.parent.name for p in weights.glob("fold_*/checkpoint_final.pth"))
+        _require_file(model / name, hint)
+    folds = sorted(p.parent.name for p in model.glob("fold_*/checkpoint_final.pth"))
     if not folds:
-        raise ContextError(f"{shown(weights / 'fold_0' / 'checkpoint_final.pth')} is missing "
-                           f"(no fold_*/checkpoint_final.pth in {shown(weights)}/): {hint}")
+        raise ContextError(f"{shown(model / 'fold_0' / 'checkpoint_final.pth')} is missing "
+                           f"(no fold_*/checkpoint_final.pth in {shown(model)}/): {hint}")
     for fold in folds:
-        ckpt = weights / fold / "checkpoint_final.pth"
-        if ckpt.stat().st_size == 0:
-            raise ContextError(f"{shown(ckpt)} is empty: {hint}")
-    return folds
+        _require_file(model / fold / "checkpoint_final.pth", hint)
+    return f"nnU-Net v2 model, {len(folds)} fold(s): {', '.join(folds)}"
 
 
 def ignore_matcher(repo: Path = REPO) -> PatternMatcher:

@@ -161,3 +161,22 @@ def test_dockerfiles_build_without_buildkit_only_features():
     order = [runtime.index(s) for s in ("COPY --from=builder /opt/venv", "COPY weights/", "COPY inference/",
                                         "ARG CREATED", "LABEL")]
     assert order == sorted(order), "venv, weights, code, then the per-build values"
+
+
+def test_model_folder_formats_the_engine_loads(tmp_path):
+    nested = tmp_path / "nested" / "Dataset001__nnUNetPlans__3d_fullres"
+    (nested / "fold_0").mkdir(parents=True)
+    (nested / "fold_3").mkdir(parents=True)
+    for name in ("dataset.json", "plans.json", "fold_0/checkpoint_final.pth", "fold_3/checkpoint_final.pth"):
+        (nested / name).write_text("{}")
+    assert "2 fold(s): fold_0, fold_3" in build_context.check_weights(tmp_path / "nested")
+    ts = tmp_path / "ts"
+    ts.mkdir()
+    (ts / "model.json").write_text('{"file": "net.pt"}')
+    with pytest.raises(build_context.ContextError, match="net.pt is missing"):
+        build_context.check_weights(ts)
+    (ts / "net.pt").write_bytes(b"x")
+    assert build_context.check_weights(ts) == "TorchScript model"
+    (ts / "model.json").write_text("[1")
+    with pytest.raises(build_context.ContextError, match="model.json is not a JSON object"):
+        build_context.check_weights(ts)
