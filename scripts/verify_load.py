@@ -235,9 +235,17 @@ def run_stage(label: str, cmd: list[str], env: dict, log: Path, timeout: float,
         return organiser_run.run_logged(cmd, env, log, timeout, on_line, cidfile)
 
 
+class VerifyError(Exception):
+    """verify-load cannot go on (one line, naming the file and the fix)."""
+
+
 def fresh_dir(path: Path, mode: int = 0o755) -> Path:
     if path.exists():
-        shutil.rmtree(path)
+        try:
+            shutil.rmtree(path)
+        except PermissionError as exc:
+            raise VerifyError(f"cannot clear {path} ({exc.strerror}: files written by a "
+                              f"container as root): remove it with sudo and retry") from None
     path.mkdir(parents=True)
     path.chmod(mode)
     return path
@@ -410,8 +418,8 @@ def deliver(tarball: Path, pdf: Path, v: Verdict) -> None:
     else:
         v.add(S6, "short paper", "warn", f"{pdf.name} not found beside the tarball: the "
                                          f"submission needs the short paper (MICCAI template)")
-    v.notes.append(f"Email {EMAIL}: {tarball.name} (as a cloud-drive link; too big to attach) "
-                   f"and {pdf.name}.")
+    v.reminder = (f"email {EMAIL}: {tarball.name} (as a cloud-drive link; it is too big to "
+                  f"attach) and {pdf.name} (the short paper)")
 
 
 # --------------------------------------------------------------------------- main
@@ -447,10 +455,7 @@ def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Pa
     elif any(c in str(samples.resolve()) for c in ":,"):
         v.add(S4, "samples", "fail", f"{samples}: docker -v cannot mount a path with ':' or ','")
         samples = None
-    work = paths["dir"]
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    work = fresh_dir(paths["dir"])
     with ExitStack() as stack:
         loaded = load_image(tarball, team, img, daemon_mode, v, stack)
         if loaded is not None and samples is not None:
@@ -488,6 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except VerifyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     out = Console()
     if not out.is_terminal:
         out = Console(width=160)
@@ -496,8 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         paths = report_paths(args.tarball, args.teamname, args.task)
         v.write(paths["md"], paths["json"])
         console.print(f"verdict written to {paths['md']} and {paths['json']}")
-    for note in v.notes:
-        console.print(f"[bold]reminder:[/] {note}")
+    if v.reminder:
+        console.print(f"[bold]reminder:[/] {v.reminder}")
     if v.failed:
         first = v.failed[0]
         print(f"error: verify-load failed: {first.check}: {first.detail}", file=sys.stderr)

@@ -32,6 +32,7 @@ class Verdict:
     teamname: str
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    reminder: str = ""
 
     def add(self, step: str, check: str, status: str, detail: str = "", **data) -> Row:
         row = Row(step, check, status, detail, data)
@@ -72,6 +73,8 @@ class Verdict:
                  "| step | check | result | detail |", "|---|---|---|---|"]
         for r in self.rows:
             lines.append(f"| {esc(r.step)} | {esc(r.check)} | {r.status} | {esc(r.detail)} |")
+        if self.reminder:
+            lines += ["", "## What to send", "", self.reminder[0].upper() + self.reminder[1:] + "."]
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
@@ -79,7 +82,8 @@ class Verdict:
     def to_json(self) -> dict:
         return {"tarball": self.tarball, "teamname": self.teamname, "status": self.status,
                 "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "rows": [asdict(r) for r in self.rows], "notes": self.notes}
+                "rows": [asdict(r) for r in self.rows], "notes": self.notes,
+                "reminder": self.reminder}
 
     def write(self, md_path: Path, json_path: Path) -> None:
         """Both files under temporary names, then renamed."""

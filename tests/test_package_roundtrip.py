@@ -493,9 +493,12 @@ def test_docker25_oci_layout_verifies_offline(packaged, saved_tar, tmp_path):
     tb = pigz(oci_tar, tmp_path / packaged.tarball.name)
     oci_tar.unlink()
     shutil.copy(f"{packaged.tarball}.manifest.json", f"{tb}.manifest.json")
+    (tmp_path / f"{packaged.team}-{TASK}.pdf").write_bytes(b"%PDF-1.4 short paper\n")
     rc, data, out = verify(tb, packaged.team, "--offline")
     fails = [r for r in data["rows"] if r["status"] == "fail"]
     assert rc == 0 and not fails, fails
     assert "OCI" in row(data, "layout")["detail"]
+    assert row(data, "short paper")["status"] == "pass"
+    assert "miccai.amos22@gmail.com" in data["reminder"]
     for check in ("layer digest", "package manifest", "tag", "run_inference.py", "weights"):
         assert row(data, check)["status"] == "pass", row(data, check)
