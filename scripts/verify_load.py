@@ -340,6 +340,13 @@ def run_checks(team: str, samples: Path, client, cli_env: dict, work: Path, time
               f"{gb:.2f} GiB of the 30 GB limit ({source})", bytes=peak)
     else:
         v.add(S4, "peak memory", "info", "not measured (container cgroup not readable)")
+    gpu_peaks = [c.get("peak_gpu_bytes") or 0 for c in (r2.metrics.get("cases") or [])
+                 if isinstance(c, dict)] if isinstance(r2.metrics, dict) else []
+    if any(gpu_peaks):
+        gb = max(gpu_peaks) / 1024 ** 3
+        limit = organiser_run.SERVER_GPU_MEMORY_GB
+        v.add(S4, "peak GPU memory", "pass" if gb <= limit else "fail",
+              f"{gb:.2f} GiB of the {limit} GB an RTX 3090 offers", bytes=max(gpu_peaks))
     return {"organisers": (out1, r1), "limits": (out2, r2)}
 
 
