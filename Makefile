@@ -54,6 +54,12 @@ setup: $(VENV)/.stamp ## host virtualenv with the tools' pinned dependencies (qu
 samples: $(VENV)/.stamp ## write SAMPLES synthetic CT cases to samples/images and samples/labels
 	$(PY) scripts/make_samples.py --out samples --count $(SAMPLES)
 
+train-demo: $(VENV)/.stamp ## train the built-in demo model on synthetic phantoms into WEIGHTS (under 30 min on 2 CPU cores)
+	$(PY) scripts/train_demo.py --out $(WEIGHTS)
+
+evaluate-demo: $(VENV)/.stamp ## per-organ Dice of the model in WEIGHTS on held-out phantoms, through run_inference.py
+	$(PY) scripts/evaluate_demo.py --model $(WEIGHTS)
+
 base-image: ## build LOCAL_BASE_IMAGE (Debian bookworm + Python 3.11) with debootstrap: no registry needed
 	scripts/base_image.sh $(LOCAL_BASE_IMAGE)
 
@@ -97,6 +103,12 @@ demo: check-teamname setup samples ## the whole job on the demo model and sample
 
 test: $(VENV)/.stamp ## run the tests (REQUIRE_DOCKER=1: no Docker engine is a failure, not a skip)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+bench-inference: $(VENV)/.stamp ## time this engine against nnU-Net's own predictor on the same model and case
+	$(PY) scripts/bench_inference.py --model $(WEIGHTS)
+
+bench-package: check-teamname $(VENV)/.stamp ## time make package against the organisers' docker save piped into gzip
+	$(PY) scripts/bench_package.py --teamname $(TEAMNAME)
 
 bench-build: check-teamname $(VENV)/.stamp ## time a cold build and a rebuild after a one-file code change (ratio, rebuilt layers)
 	$(PY) scripts/bench_build.py --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \
