@@ -93,17 +93,23 @@ def image_under_test(request):
 
 
 @pytest.fixture(scope="module")
-def packaged(image_under_test, tmp_path_factory):
+def packaged(image_under_test, tmp_path_factory, request):
     """The session image packaged once with make package's script."""
     dist = tmp_path_factory.mktemp("dist")
     start = time.monotonic()
     proc = package(image_under_test.teamname, dist)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tb = dist / f"{image_under_test.teamname}-{TASK}.tar.gz"
-    return SimpleNamespace(dist=dist, tarball=tb, team=image_under_test.teamname,
-                           image=image_under_test, seconds=time.monotonic() - start,
-                           output=proc.stdout + proc.stderr,
-                           manifest=json.loads(Path(f"{tb}.manifest.json").read_text()))
+    manifest = json.loads(Path(f"{tb}.manifest.json").read_text())
+    # pin exactly the packaged image under a tag of our own: thin variants build FROM it even
+    # if another session re-tags TEAMNAME:latest meanwhile
+    client = request.getfixturevalue("docker_client")
+    pin = f"pkgtest-pin:{os.getpid()}"
+    client.images.get(manifest["image_id"]).tag("pkgtest-pin", str(os.getpid()))
+    yield SimpleNamespace(dist=dist, tarball=tb, team=image_under_test.teamname,
+                          image=image_under_test, pin=pin, seconds=time.monotonic() - start,
+                          output=proc.stdout + proc.stderr, manifest=manifest)
+    client.images.remove(pin)
 
 
 @pytest.fixture(scope="module")
@@ -151,14 +157,14 @@ def samples_dirs(sample_cases, tmp_path_factory):
     return out / "images", out / "labels"
 
 
-def thin_variant(client, base_id: str, tag: str, tmp: Path, dockerfile_tail: str,
+def thin_variant(client, base: str, tag: str, tmp: Path, dockerfile_tail: str,
                  files: dict[str, str] | None = None) -> str:
     """A thin layer on top of the session image (never a fresh full build)."""
     ctx = tmp / f"ctx-{tag.split(':')[0]}"
     ctx.mkdir()
     for name, text in (files or {}).items():
         (ctx / name).write_text(text)
-    (ctx / "Dockerfile").write_text(f"FROM {base_id}\n{dockerfile_tail}\n")
+    (ctx / "Dockerfile").write_text(f"FROM {base}\n{dockerfile_tail}\n")
     client.images.build(path=str(ctx), tag=tag, rm=True, forcerm=True)
     return tag
 
@@ -175,7 +181,7 @@ def test_package_writes_tarball_sidecars_and_manifest(packaged, docker_client):
         head = fh.read(10)
     assert head[4:8] == b"\0\0\0\0", "gzip header carries an mtime"
     m = packaged.manifest
-    img = docker_client.images.get(packaged.image.tag)
+    img = docker_client.images.get(packaged.pin)
     assert m["image_id"] == img.id == m["config_digest"]
     assert m["layer_diff_ids"] == img.attrs["RootFS"]["Layers"]
     assert m["tags"] == [f"{packaged.team}:latest"]
@@ -359,7 +365,7 @@ def test_wrong_sha256_file_is_caught(packaged, tmp_path):
 
 def test_image_saved_by_id_is_caught(packaged, docker_client, tmp_path):
     raw = tmp_path / "by-id.tar"
-    stream_to(docker_client.api.get_image(packaged.image.image_id), raw)
+    stream_to(docker_client.api.get_image(packaged.manifest["image_id"]), raw)
     tb = pigz(raw, tmp_path / packaged.tarball.name)
     raw.unlink()
     rc, data, out = verify(tb, packaged.team, "--offline")
@@ -371,7 +377,7 @@ def test_image_saved_by_id_is_caught(packaged, docker_client, tmp_path):
 
 def test_missing_run_inference_py_is_caught(packaged, docker_client, tmp_path):
     team = "testteamnoscript"
-    thin_variant(docker_client, packaged.image.image_id, f"{team}:latest", tmp_path,
+    thin_variant(docker_client, packaged.pin, f"{team}:latest", tmp_path,
                  "RUN rm /workspace/run_inference.py")
     try:
         proc = package(team, tmp_path)
@@ -400,7 +406,7 @@ sys.exit(rc)
 def test_image_writing_no_output_for_one_case_is_caught(packaged, docker_client, samples_dirs,
                                                        tmp_path):
     team = "testteamnooutput"
-    thin_variant(docker_client, packaged.image.image_id, f"{team}:latest", tmp_path,
+    thin_variant(docker_client, packaged.pin, f"{team}:latest", tmp_path,
                  "RUN mv /workspace/run_inference.py /workspace/run_inference_real.py\n"
                  "COPY run_inference.py /workspace/run_inference.py",
                  {"run_inference.py": NO_OUTPUT_WRAPPER})
