@@ -97,7 +97,7 @@ def run(script_dir: Path, env=os.environ) -> int:
         log(f"no *.nii.gz cases in {chosen.input}; nothing to do")
         return 0
 
-    threads = usable_cpus()
+    threads = int(env.get("TORCH_THREADS") or usable_cpus())
     torch.set_num_threads(threads)
     dev = devices.choose()
     log(devices.describe(dev))
