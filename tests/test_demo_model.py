@@ -33,7 +33,7 @@ def test_loads_unmodified_in_nnunet_predictor():
 
 def test_two_fresh_phantoms_reach_dice_085(tmp_path):
     cases = make_samples(tmp_path / "s", 2, seed0=9500)  # seeds never used for training or samples
-    proc = run_engine(cases[0].parent, tmp_path / "out")
+    proc = run_engine(cases[0].parent, tmp_path / "out", TTA=0)
     assert proc.returncode == 0, proc.stdout[-3000:]
     for case in cases:
         pred = labels_of(tmp_path / "out" / case.name)

@@ -5,6 +5,7 @@ line naming the fix, and outputs must never be left half-written under their fin
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import os
 import struct
@@ -29,32 +30,58 @@ class Case:
     warnings: list
 
 
-def check_file(path: Path) -> None:
+_FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 / float64
+
+
+def check_file(path: Path) -> int:
     """Prove the gzip stream is complete (CRC, length) and the NIfTI header sane, before ITK reads it.
 
-    Why: ITK silently zero-fills a truncated gzip and coerces a sheared sform to a rotation, which
-    would turn a broken or unrepresentable input into a wrong segmentation instead of an error.
+    Why: ITK silently zero-fills a truncated gzip, coerces a sheared sform to a rotation and reads
+    NaN/inf as 0, which would turn a broken input into a wrong segmentation instead of an error or
+    a warning. Returns the number of non-finite voxels (float images), counted while streaming.
     """
     if path.stat().st_size == 0:
         raise CaseError("cannot read as NIfTI: file is empty (0 bytes); copy the case again")
-    header = b""
+    nonfinite, header, carry = 0, b"", b""
     try:
         with gzip.open(path, "rb") as fh:
-            header = fh.read(540)
-            while fh.read(1 << 22):
-                pass
+            header = fh.read(544)
+            info = _parse_header(header)
+            pending = header[info["vox_offset"]:] if info["float"] else b""
+            while True:
+                chunk = fh.read(1 << 22)
+                if not chunk:
+                    break
+                if info["float"]:
+                    buf = carry + pending + chunk
+                    pending = b""
+                    usable = len(buf) - len(buf) % info["itemsize"]
+                    arr = np.frombuffer(buf[:usable], dtype=info["dtype"])
+                    nonfinite += int(arr.size - np.isfinite(arr).sum())
+                    carry = buf[usable:]
+            if info["float"] and pending:
+                arr = np.frombuffer(pending[: len(pending) - len(pending) % info["itemsize"]], dtype=info["dtype"])
+                nonfinite += int(arr.size - np.isfinite(arr).sum())
     except (OSError, EOFError, zlib.error) as exc:
         what = "truncated" if isinstance(exc, EOFError) else f"not a valid gzip stream ({exc})"
         raise CaseError(f"cannot read as NIfTI: file is {what}; re-export it as a valid .nii.gz") from None
+    return nonfinite
+
+
+def _parse_header(header: bytes) -> dict:
     sizeof = struct.unpack("<i", header[:4])[0] if len(header) >= 4 else 0
     endian = "<" if sizeof in (348, 540) else ">"
     sizeof = struct.unpack(endian + "i", header[:4])[0] if len(header) >= 4 else 0
     if sizeof not in (348, 540) or len(header) < sizeof:
         raise CaseError("cannot read as NIfTI: no NIfTI header inside the gzip; re-export it as a valid .nii.gz")
     if sizeof == 348:
+        datatype = struct.unpack(endian + "h", header[70:72])[0]
+        vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
         sform_code = struct.unpack(endian + "h", header[254:256])[0]
         srow = np.array(struct.unpack(endian + "12f", header[280:328]), dtype=np.float64).reshape(3, 4)[:, :3]
     else:
+        datatype = struct.unpack(endian + "h", header[12:14])[0]
+        vox_offset = int(struct.unpack(endian + "q", header[168:176])[0])
         sform_code = struct.unpack(endian + "i", header[348:352])[0]
         srow = np.array(struct.unpack(endian + "12d", header[400:496]), dtype=np.float64).reshape(3, 4)[:, :3]
     if sform_code > 0:
@@ -64,17 +91,21 @@ def check_file(path: Path) -> None:
             if np.abs(cols.T @ cols - np.eye(3)).max() > 1e-3:
                 raise CaseError("direction matrix is not orthonormal (sheared sform); SimpleITK cannot represent "
                                 "it: resample the image to an orthonormal grid")
+    code = _FLOAT_TYPES.get(datatype)
+    dtype = np.dtype(endian + code) if code else None
+    return {"float": dtype is not None, "dtype": dtype, "itemsize": dtype.itemsize if dtype else 1,
+            "vox_offset": max(vox_offset, sizeof)}
 
 
 def read_case(path: Path) -> Case:
-    check_file(path)
+    nonfinite = check_file(path)
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = next((l for l in first if "ERROR" in l or "error" in l), first[-1] if first else "")
         raise CaseError(f"cannot read as NIfTI ({detail.strip()[:160]}); re-export it as a valid .nii.gz") from None
-    warnings = []
+    warnings = [f"{nonfinite} non-finite voxels (NaN/inf) read as 0"] if nonfinite else []
     if img.GetNumberOfComponentsPerPixel() != 1:
         raise CaseError(f"vector pixel type ({img.GetNumberOfComponentsPerPixel()} components); "
                         "provide a single-channel 3D scalar image")
@@ -129,6 +160,10 @@ def write_label(labels: np.ndarray, reference: sitk.Image, out_path: Path) -> No
         sitk.WriteImage(out, str(tmp), useCompression=True)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        try:  # ITK reports a short write (full disk) on stderr only: prove the file is whole
+            check_file(tmp)
+        except CaseError:
+            raise OSError(errno.ENOSPC, f"{out_path.name} was written incompletely (disk full?)") from None
         os.replace(tmp, out_path)
     except BaseException:
         tmp.unlink(missing_ok=True)
