@@ -33,12 +33,12 @@ class Case:
 _FLOAT_TYPES = {16: "f4", 64: "f8"}  # NIfTI datatype codes of float32 / float64
 
 
-def check_file(path: Path) -> int:
+def check_file(path: Path) -> dict:
     """Prove the gzip stream is complete (CRC, length) and the NIfTI header sane, before ITK reads it.
 
     Why: ITK silently zero-fills a truncated gzip, coerces a sheared sform to a rotation and reads
     NaN/inf as 0, which would turn a broken input into a wrong segmentation instead of an error or
-    a warning. Returns the number of non-finite voxels (float images), counted while streaming.
+    a warning. Returns {"nonfinite": voxels that are NaN/inf (float images), "dims": header dims}.
     """
     if path.stat().st_size == 0:
         raise CaseError("cannot read as NIfTI: file is empty (0 bytes); copy the case again")
@@ -65,7 +65,7 @@ def check_file(path: Path) -> int:
     except (OSError, EOFError, zlib.error) as exc:
         what = "truncated" if isinstance(exc, EOFError) else f"not a valid gzip stream ({exc})"
         raise CaseError(f"cannot read as NIfTI: file is {what}; re-export it as a valid .nii.gz") from None
-    return nonfinite
+    return {"nonfinite": nonfinite, "dims": info["dims"]}
 
 
 def _parse_header(header: bytes) -> dict:
@@ -75,11 +75,13 @@ def _parse_header(header: bytes) -> dict:
     if sizeof not in (348, 540) or len(header) < sizeof:
         raise CaseError("cannot read as NIfTI: no NIfTI header inside the gzip; re-export it as a valid .nii.gz")
     if sizeof == 348:
+        dims = struct.unpack(endian + "8h", header[40:56])
         datatype = struct.unpack(endian + "h", header[70:72])[0]
         vox_offset = int(struct.unpack(endian + "f", header[108:112])[0])
         sform_code = struct.unpack(endian + "h", header[254:256])[0]
         srow = np.array(struct.unpack(endian + "12f", header[280:328]), dtype=np.float64).reshape(3, 4)[:, :3]
     else:
+        dims = struct.unpack(endian + "8q", header[16:80])
         datatype = struct.unpack(endian + "h", header[12:14])[0]
         vox_offset = int(struct.unpack(endian + "q", header[168:176])[0])
         sform_code = struct.unpack(endian + "i", header[348:352])[0]
@@ -93,12 +95,13 @@ def _parse_header(header: bytes) -> dict:
                                 "it: resample the image to an orthonormal grid")
     code = _FLOAT_TYPES.get(datatype)
     dtype = np.dtype(endian + code) if code else None
-    return {"float": dtype is not None, "dtype": dtype, "itemsize": dtype.itemsize if dtype else 1,
+    return {"dims": tuple(int(d) for d in dims[1:1 + max(0, min(int(dims[0]), 7))]), "float": dtype is not None, "dtype": dtype, "itemsize": dtype.itemsize if dtype else 1,
             "vox_offset": max(vox_offset, sizeof)}
 
 
 def read_case(path: Path) -> Case:
-    nonfinite = check_file(path)
+    facts = check_file(path)
+    nonfinite = facts["nonfinite"]
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -110,6 +113,8 @@ def read_case(path: Path) -> Case:
         raise CaseError(f"vector pixel type ({img.GetNumberOfComponentsPerPixel()} components); "
                         "provide a single-channel 3D scalar image")
     dim = img.GetDimension()
+    if dim == 3 and len(facts["dims"]) == 4 and facts["dims"][3] == 1:
+        warnings.append("4D image with a last dimension of 1 segmented as 3D")
     if dim == 4 and img.GetSize()[3] == 1:
         img = img[:, :, :, 0]
         warnings.append("4D image with a last dimension of 1 segmented as 3D")

@@ -143,8 +143,7 @@ def run(script_dir: Path, env=os.environ) -> int:
             f.set_exception(exc)
             return f
 
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console, transient=False)
+    progress = _progress(len(cases))
     with progress:
         task = progress.add_task("segmenting", total=len(cases))
         nxt = submit(cases[0])
@@ -215,6 +214,33 @@ def run(script_dir: Path, env=os.environ) -> int:
         return 1
     log(f"done: {len(results)} case(s) in {total:.1f} s")
     return 0
+
+
+class _PlainProgress:
+    """Progress as plain log lines: a live bar is only drawn on a terminal (docker logs are not)."""
+
+    def __init__(self, total):
+        self.total, self.done = total, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *_a, **_k):
+        return 0
+
+    def advance(self, _task):
+        self.done += 1
+        log(f"progress: {self.done}/{self.total} case(s)")
+
+
+def _progress(total):
+    if not console.is_terminal:
+        return _PlainProgress(total)
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
 
 
 def prep_s(rec, key):
