@@ -184,3 +184,14 @@ def test_clean_removes_only_generated_folders(tmp_path):
     proc = make("-n", "clean")
     assert "rm -rf output dist samples .pytest_cache" in proc.stdout
     assert "wheelhouse" not in proc.stdout.split("find")[0]
+
+
+def test_every_phony_target_is_defined_and_documented():
+    """No placeholder: each name in .PHONY has a rule, a `## ` line for help, and a script it calls exists."""
+    text = (REPO / "Makefile").read_text()
+    phony = re.search(r"^\.PHONY:(.*?)(?<!\\)$", text, re.S | re.M).group(1).replace("\\\n", " ").split()
+    for target in phony:
+        rule = re.search(rf"^{re.escape(target)}:[^\n]*## ", text, re.M)
+        assert rule, f"make {target} has no rule with a ## help line"
+    for script in set(re.findall(r"scripts/[\w.]+\.(?:py|sh)", text)):
+        assert (REPO / script).is_file(), f"the Makefile calls {script}, which does not exist"
