@@ -53,11 +53,12 @@ def check_folders(input_dir: str | os.PathLike, output_dir: str | os.PathLike) -
 
 
 def gpu_settings(runtimes) -> dict:
-    """Container settings that give it the GPUs, as the organisers do; {} without the NVIDIA runtime.
+    """Container settings that give it the GPUs; {} without the NVIDIA runtime.
 
-    Their `--runtime=nvidia -e NVIDIA_VISIBLE_DEVICES=all --gpus ...` becomes runtime, environment
-    and a device request for every GPU (count -1 = `--gpus all`; the visible devices are all GPUs
-    either way)."""
+    Their line is `--runtime=nvidia -e NVIDIA_VISIBLE_DEVICES=all --gpus 0`. A device request of
+    count 0 (`--gpus 0`) makes recent engines set NVIDIA_VISIBLE_DEVICES=void, i.e. no GPU, while
+    their server is meant to give the one RTX 3090; so this asks for every GPU (count -1, as
+    `--gpus all`), next to the same runtime and environment (see verify-load for their exact line)."""
     if "nvidia" not in set(runtimes or ()):
         return {}
     return {"runtime": "nvidia",
