@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "inference" / "run_inference.py"
-WEIGHTS = Path(os.environ.get("WEIGHTS", REPO / "weights"))
+WEIGHTS = (REPO / os.environ.get("WEIGHTS", "weights")).resolve()  # make exports WEIGHTS=weights (relative)
 SHARED_CT = REPO.parent / "shared" / "data" / "real-ct"
 PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
 
