@@ -222,7 +222,7 @@ def test_sigint_during_package_leaves_no_file(packaged, tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         parts = list(tmp_path.glob(".*.partial-*"))
-        if parts and parts[0].stat().st_size > 1_000_000:
+        if parts:  # at once: on an idle machine the whole save took seconds, done before 1 MB showed
             break
         time.sleep(0.05)
     else:
