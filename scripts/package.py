@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     def on_term(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
+    # a shell that starts us in the background sets SIGINT to ignored, and Python then keeps it
+    # ignored: restore Ctrl-C so an interrupt always removes the partial file
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         package(args.teamname, args.task, args.dist, args.level, args.threads, args.engine,
                 args.quiet)
