@@ -142,15 +142,16 @@ def read_case(path: Path) -> Case:
     return Case(path.name, array, tuple(spacing[::-1]), reference, warnings)
 
 
-def probe_shape(path: Path) -> tuple[int, ...]:
-    """Size (x, y, z[, t]) from the header alone, for the memory check before a full read."""
+def probe_header(path: Path):
+    """(size (x, y, z[, t]), spacing) from the header alone, for the memory check before a full read;
+    (None, None) when the header cannot be read (the full read then reports why)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError:
-        return ()
-    return tuple(reader.GetSize())
+        return None, None
+    return tuple(reader.GetSize()), tuple(reader.GetSpacing())
 
 
 def write_label(labels: np.ndarray, reference: sitk.Image, out_path: Path) -> None:

@@ -24,7 +24,7 @@ from . import device as devices
 from . import folders as folder_rules
 from .model import default_model_dir, load_model
 from .network import UnsupportedModel
-from .nifti_io import CaseError, probe_shape, read_case, write_label
+from .nifti_io import CaseError, probe_header, read_case, write_label
 from .predictor import preprocess, predict
 from .resources import available_memory_bytes, peak_rss_bytes, usable_cpus
 
@@ -46,18 +46,7 @@ def estimate_host_bytes(size_xyz, spacing_xyz, model, on_gpu: bool) -> int:
     return n * per_input + m * per_target + 256 * 1024**2
 
 
-def _header(path: Path):
-    import SimpleITK as sitk
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-        return reader.GetSize(), reader.GetSpacing()
-    except RuntimeError:
-        return None, None
-
-
-def _load(path: Path, model, dev, state: dict):
+def _load(path: Path, model, dev):
     """Read + preprocess one case (runs in the prefetch thread)."""
     t0 = time.perf_counter()
     case = read_case(path)
@@ -126,14 +115,14 @@ def run(script_dir: Path, env=os.environ) -> int:
     pending_writes: list[tuple[dict, Future]] = []
 
     def admit(path: Path):
-        size, spacing = _header(path)
+        size, spacing = probe_header(path)
         if size is not None and len(size) >= 3:
             need = estimate_host_bytes(size, spacing, model, dev.type == "cuda")
             avail = available_memory_bytes()
             if need > avail:
                 raise CaseError(f"needs about {need / GIB:.1f} GiB of host memory, {avail / GIB:.1f} GiB available "
                                 "in this container; give it more memory (docker run --memory)")
-        return loader.submit(_load, path, model, dev, {})
+        return loader.submit(_load, path, model, dev)
 
     def submit(path):
         try:
