@@ -58,11 +58,11 @@ def compress(engine: str, threads: int, level: int = 2, chunk: int = 300_000) ->
     return blob
 
 
-@pytest.mark.parametrize("engine", ["python", "pigz"])
-def test_parallel_gzip_is_valid_complete_and_reproducible(engine, tmp_path):
+@pytest.mark.parametrize("engine,level", [("python", 2), ("pigz", 2), ("isal", 3), ("isal", 0)])
+def test_parallel_gzip_is_valid_complete_and_reproducible(engine, level, tmp_path):
     if engine == "pigz" and not shutil.which("pigz"):
         pytest.skip("pigz is not installed")
-    a, b = compress(engine, 2), compress(engine, 3, chunk=1 << 20)
+    a, b = compress(engine, 2, level), compress(engine, 3, level, chunk=1 << 20)
     assert a == b, "output depends on the thread count or write sizes"
     assert a[4:8] == b"\0\0\0\0", "mtime in the gzip header"
     assert gzip.decompress(a) == DATA
@@ -70,6 +70,15 @@ def test_parallel_gzip_is_valid_complete_and_reproducible(engine, tmp_path):
     f.write_bytes(a)
     assert subprocess.run(["gunzip", "-t", str(f)]).returncode == 0
     assert len(a) < len(DATA) * 0.7
+
+
+def test_auto_engine_is_isal_and_levels_are_checked():
+    assert parallel_gzip.pick_engine("auto") == "isal", "make setup installs isal"
+    assert compress("auto", 2, None) == compress("isal", 2, 3)
+    with pytest.raises(ValueError, match="isal has levels 0..3"):
+        parallel_gzip.open_sink(io.BytesIO(), 6, 2, "isal")
+    proc = package_cli("--teamname", "demoteam", "--level", "6", env=DEAD)
+    assert proc.returncode == 2 and "--level 6 does not exist for the isal compressor" in proc.stderr
 
 
 def test_pigz_failure_is_reported(tmp_path):
