@@ -22,7 +22,9 @@ sys.path.insert(0, str(SCRIPTS))
 
 import docker_env  # noqa: E402
 
-PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+# the interpreter running pytest (make test: .venv) also runs the tools: a scratch venv with
+# another torch tests itself
+PY = sys.executable
 REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
 TEST_TEAMNAME = "testteam"
 TEST_TORCH_VERSION = "2.13.0"  # the local CPU wheel (never a multi-GB CUDA build in tests)

@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "inference" / "run_inference.py"
 WEIGHTS = (REPO / os.environ.get("WEIGHTS", "weights")).resolve()  # make exports WEIGHTS=weights (relative)
 SHARED_CT = REPO.parent / "shared" / "data" / "real-ct"
-PY = str(REPO / ".venv" / "bin" / "python") if (REPO / ".venv" / "bin" / "python").exists() else sys.executable
+# the interpreter running pytest (make test: .venv) also runs the tools: a scratch venv with
+# another torch tests itself
+PY = sys.executable
 
 
 def run_engine(inp: Path, out: Path, timeout=600, cwd=None, **env) -> subprocess.CompletedProcess:
