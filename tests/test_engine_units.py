@@ -145,3 +145,26 @@ def test_demo_model_loads_with_checkpoint_mirroring():
     assert model.num_classes == 16 and model.mirror_axes == (0, 1, 2)
     assert model.normalization == "CTNormalization"
     assert "PlainConvUNet" in model.description
+
+
+def test_amos_sized_model_loads_in_engine_and_nnunet(tmp_path):
+    """The benchmark model of the inference issue's GPU target: our loader and nnU-Net's agree."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import amos_sized_model as ams
+    n_params = ams.write_model(tmp_path / "m")
+    model = load_model(tmp_path / "m")
+    assert model.patch_size == (64, 160, 192) and model.spacing == (2.0, 0.7, 0.7)
+    assert model.num_classes == 16 and model.normalization == "CTNormalization"
+    assert sum(p.numel() for p in model.networks[0].parameters()) == n_params > 20e6
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    pred = nnUNetPredictor(device=torch.device("cpu"), perform_everything_on_device=False)
+    pred.initialize_from_trained_model_folder(str(tmp_path / "m"), use_folds=(0,))
+    x = torch.randn(1, 1, 32, 64, 64)
+    with torch.no_grad():
+        ours = model.networks[0](x)
+        theirs = pred.network(x)
+    assert ours.shape == (1, 16, 32, 64, 64)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    vol = ams.ct_like(6, size=64)
+    assert vol.dtype == np.int16 and vol.shape == (6, 64, 64)
+    assert vol.min() >= -1024 and vol.max() <= 3071 and (vol < -900).any() and (vol > 0).any()
