@@ -42,14 +42,15 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str)
         wall = time.perf_counter() - t0
         m = json.loads(metrics.read_text())
         s = m["cases"][0]["seconds"]
-        return {"rc": rc, "call": wall, **{k: s.get(k) for k in ("read", "preprocess", "network", "export", "write")}}
+        return {"rc": rc, "call": wall, "peak_gpu_gib": m["cases"][0].get("peak_gpu_bytes", 0) / 1024**3,
+                **{k: s.get(k) for k in ("read", "preprocess", "network", "export", "write")}}
     import torch
     from nnunet_reference import make_predictor, predict_files
     if kind in ("nnunet_sequential", "nnunet_files"):
         t0 = time.perf_counter()
         predict_files(model, [case], out, tta=tta, device=device, sequential=kind == "nnunet_sequential",
                       processes=min(3, len(os.sched_getaffinity(0))))
-        return {"rc": 0, "call": time.perf_counter() - t0}
+        return {"rc": 0, "call": time.perf_counter() - t0, "peak_gpu_gib": peak_gpu_gib(device)}
     # nnunet_phases: nnU-Net's own functions called one by one, to split its time
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
     from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
@@ -75,7 +76,13 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str)
     SimpleITKIO().write_seg(seg, str(out / case.name), props)
     t["write"] = time.perf_counter() - t0
     t["call"] = sum(t.values())
-    return {"rc": 0, **t}
+    return {"rc": 0, **t, "peak_gpu_gib": peak_gpu_gib(device)}
+
+
+def peak_gpu_gib(device: str) -> float:
+    """torch's peak allocation in this process (0 on the CPU)."""
+    import torch
+    return torch.cuda.max_memory_allocated() / 1024**3 if device == "cuda" else 0.0
 
 
 def spawn(kind, case, model, out, tta, device) -> dict:
@@ -143,7 +150,7 @@ def main(argv=None) -> int:
             rows.append((tta, results, agree))
     table = Table(title=f"inference benchmark: {case.name}, {args.device}, model {args.model.name}")
     for col in ("TTA", "contender", "wall s", "read", "prep", "network", "export", "write", "peak RSS GiB",
-                "nnU-Net seq / this"):
+                "peak GPU GiB", "nnU-Net seq / this"):
         table.add_column(col, justify="right")
     for tta, results, agree in rows:
         base = results["nnunet_sequential"]["wall"]
@@ -151,7 +158,7 @@ def main(argv=None) -> int:
             fmt = lambda k: "-" if r.get(k) is None else f"{r[k]:.2f}"  # noqa: E731
             table.add_row("on" if tta else "off", kind, f"{r['wall']:.2f}", *(fmt(k) for k in
                           ("read", "preprocess", "network", "export", "write")), f"{r['peak_rss_gib']:.2f}",
-                          f"{base / r['wall']:.2f}x")
+                          fmt("peak_gpu_gib"), f"{base / r['wall']:.2f}x")
         ours = results["ours"]
         console.print(f"TTA {'on' if tta else 'off'}: this engine {base / ours['wall']:.2f}x faster than "
                       f"predict_from_files_sequential end to end; peak RSS ratio "
