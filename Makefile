@@ -108,7 +108,7 @@ bench-inference: $(VENV)/.stamp ## time this engine against nnU-Net's own predic
 	$(PY) scripts/bench_inference.py --model $(WEIGHTS)
 
 bench-package: check-teamname $(VENV)/.stamp ## time make package against the organisers' docker save piped into gzip
-	$(PY) scripts/bench_package.py --teamname $(TEAMNAME) --variants isal:3,pigz:2 --repeat 3
+	$(PY) scripts/bench_package.py --teamname $(TEAMNAME) --variants isal:auto,pigz:2 --repeat 3
 
 bench-build: check-teamname $(VENV)/.stamp ## time a cold build and a rebuild after a one-file code change (ratio, rebuilt layers)
 	$(PY) scripts/bench_build.py --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \

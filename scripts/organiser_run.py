@@ -241,3 +241,41 @@ def case_seconds(metrics: dict) -> dict[str, float]:
         if name and isinstance(secs, (int, float)):
             out[os.path.basename(str(name))] = float(secs)
     return out
+
+
+# An AMOS22 CT case of typical size: (z, y, x) voxels and spacing in mm
+AMOS_CASE_SHAPE = (160, 512, 512)
+AMOS_CASE_SPACING = (2.5, 0.7, 0.7)
+
+
+def amos_sized_estimate(metrics: dict) -> dict | None:
+    """Seconds an AMOS-sized case would take, from the sample case with the most voxels at the
+    model's spacing, scaled by voxel count (the network's tile count grows with it).
+
+    Why: sample cases are small, so their seconds understate a real case; the CPU-only time of a
+    real-size model decides whether a run without a GPU can finish at all. The model's spacing is
+    read back from the engine's metrics (spacing x shape / shape after resampling), assuming no
+    transposition; it is an estimate, said as such where it is shown."""
+    secs = case_seconds(metrics)
+    best = None
+    for c in (metrics.get("cases") if isinstance(metrics, dict) else None) or []:
+        if not isinstance(c, dict):
+            continue
+        name = os.path.basename(str(c.get("name") or c.get("case") or ""))
+        shape, spacing, target = c.get("shape"), c.get("spacing"), c.get("target_shape")
+        if name not in secs or not all(isinstance(v, list) and len(v) == 3 and all(
+                isinstance(x, (int, float)) and x > 0 for x in v) for v in (shape, spacing, target)):
+            continue
+        voxels = float(target[0]) * target[1] * target[2]
+        if best is None or voxels > best["sample_voxels"]:
+            model_spacing = [s * n / t for s, n, t in zip(spacing, shape, target)]
+            best = {"case": name, "sample_voxels": voxels, "sample_seconds": secs[name],
+                    "model_spacing": model_spacing}
+    if best is None:
+        return None
+    ref = 1.0
+    for n, s, m in zip(AMOS_CASE_SHAPE, AMOS_CASE_SPACING, best["model_spacing"]):
+        ref *= max(1.0, round(n * s / m))
+    best["factor"] = ref / best["sample_voxels"]
+    best["seconds"] = best["sample_seconds"] * best["factor"]
+    return best

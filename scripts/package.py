@@ -186,8 +186,10 @@ def package(team: str, task: str, dist: Path, level: int | None, threads: int | 
     remove_stale_partials(paths["tarball"])
     tmp = paths["tarball"].with_name(f".{paths['tarball'].name}.partial-{os.getpid()}")
     try:
-        res = save_compressed(client, ref, tmp, level, threads, engine,
-                              facts.get("image_size_bytes") or 0, quiet)
+        size = facts.get("image_size_bytes") or 0
+        if level is None:
+            level = parallel_gzip.default_level(parallel_gzip.pick_engine(engine), size)
+        res = save_compressed(client, ref, tmp, level, threads, engine, size, quiet)
         manifest = {
             "file": paths["tarball"].name, "teamname": team, "task": task,
             "sha256": res["sha256"], "compressed_bytes": res["compressed_bytes"],
@@ -222,8 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", default="task1")
     ap.add_argument("--dist", default="dist", type=Path)
     ap.add_argument("--level", type=int, default=None,
-                    help="compression level of the engine: isal 0-3 (default 3), pigz and python "
-                         "1-9 (default 2); see scripts/bench_package.py")
+                    help="compression level of the engine: isal 0-3 (default 3; 2 for images from "
+                         "3 GB), pigz and python 1-9 (default 2); see scripts/bench_package.py")
     ap.add_argument("--threads", type=int, default=None,
                     help="compressor threads (default: usable CPUs, at least 2)")
     ap.add_argument("--engine", choices=("auto", *parallel_gzip.ENGINES), default="auto",

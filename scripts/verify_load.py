@@ -330,6 +330,15 @@ def run_checks(team: str, samples: Path, client, cli_env: dict, work: Path, time
     else:
         v.add(S4, "time per case", "info", f"~{r2.seconds / max(n, 1):.1f} s per case incl. "
                                            f"start-up (no per-case metrics from the engine)")
+    est = organiser_run.amos_sized_estimate(r2.metrics)
+    if est:
+        where = "on the GPU" if organiser_run.saw_gpu(r2.device) else f"on {quota / period:g} CPUs"
+        shape = "x".join(str(n) for n in reversed(organiser_run.AMOS_CASE_SHAPE))
+        mm = "x".join(f"{s:g}" for s in reversed(organiser_run.AMOS_CASE_SPACING))
+        v.add(S4, "AMOS-sized case", "info",
+              f"~{est['seconds']:.0f} s per {shape} case ({mm} mm) {where}, estimated: "
+              f"{est['factor']:.1f}x the voxels of {est['case']} at the model's spacing; "
+              f"200 such cases ~{est['seconds'] * 200 / 3600:.1f} h", seconds=est["seconds"])
     engine_rss = r2.metrics.get("peak_rss_bytes") if isinstance(r2.metrics, dict) else None
     peak, source = ((r2.peak_memory_bytes, "container cgroup") if r2.peak_memory_bytes else
                     (engine_rss, "engine's peak RSS") if isinstance(engine_rss, int) and engine_rss

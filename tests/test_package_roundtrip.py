@@ -271,6 +271,10 @@ def test_round_trip_verify_load_passes(packaged, samples_dirs):
     if os.geteuid() == 0 and shutil.which("dockerd"):
         assert "throwaway" in row(data, "daemon")["detail"]
     assert row(data, "device")["detail"].startswith("device:")
+    amos = row(data, "AMOS-sized case")          # the samples are small: a real case, estimated
+    assert amos["status"] == "info" and "512x512x160" in amos["detail"] and "estimated" in amos["detail"]
+    slowest = max(row(data, "time per case")["data"]["seconds"].values())
+    assert amos["data"]["seconds"] > slowest
     cases = sorted(p.name for p in images.iterdir() if p.name.lower().endswith(".nii.gz"))
     for case in cases:
         r = row(data, case)

@@ -77,6 +77,9 @@ def test_auto_engine_is_isal_and_levels_are_checked():
     assert compress("auto", 2, None) == compress("isal", 2, 3)
     with pytest.raises(ValueError, match="isal has levels 0..3"):
         parallel_gzip.open_sink(io.BytesIO(), 6, 2, "isal")
+    assert parallel_gzip.default_level("isal", 1_400_000_000) == 3       # CPU-torch image
+    assert parallel_gzip.default_level("isal", 5_900_000_000) == 2       # CUDA-torch image
+    assert parallel_gzip.default_level("pigz", 5_900_000_000) == 2
     proc = package_cli("--teamname", "demoteam", "--level", "6", env=DEAD)
     assert proc.returncode == 2 and "--level 6 does not exist for the isal compressor" in proc.stderr
 
@@ -100,3 +103,20 @@ def test_case_seconds_reads_the_engines_metrics():
                           "seconds": {"read": 1.0, "compute_total": 5.5, "write": 0.5}},
                          {"name": "c.nii.gz", "status": "failed", "seconds": {}}]}
     assert organiser_run.case_seconds(metrics) == {"a b.nii.gz": 6.0}
+
+
+def test_amos_sized_estimate_scales_the_largest_sample_by_voxels():
+    # demo-model-like sample: 86 slices of 3.96 mm, 233 x 269 at 1.39 mm, model spacing 6 / 2.5 mm
+    small = {"name": "a.nii.gz", "status": "ok", "shape": [40, 100, 100], "spacing": [6.0, 2.5, 2.5],
+             "target_shape": [40, 100, 100], "seconds": {"compute_total": 2.0, "write": 0.0}}
+    big = {"name": "b.nii.gz", "status": "ok", "shape": [86, 233, 269], "spacing": [3.96, 1.39, 1.39],
+           "target_shape": [57, 130, 150], "seconds": {"compute_total": 10.0, "write": 0.5}}
+    failed = {"name": "c.nii.gz", "status": "failed", "seconds": {}}
+    est = organiser_run.amos_sized_estimate({"cases": [small, big, failed]})
+    assert est["case"] == "b.nii.gz"
+    assert est["model_spacing"] == pytest.approx([5.975, 2.491, 2.493], abs=0.01)
+    # 160 x 2.5 / 5.975 -> 67 slices; 512 x 0.7 / 2.49 -> 144 in-plane
+    assert est["factor"] == pytest.approx(67 * 144 * 144 / (57 * 130 * 150), rel=1e-3)
+    assert est["seconds"] == pytest.approx(10.5 * est["factor"])
+    assert organiser_run.amos_sized_estimate({"cases": [failed]}) is None
+    assert organiser_run.amos_sized_estimate({}) is None
