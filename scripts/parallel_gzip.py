@@ -123,12 +123,9 @@ class PigzSink(GzipSink):
 class PythonGzipSink(GzipSink):
     """pigz's block scheme with zlib in a thread pool (zlib releases the GIL)."""
 
-    codec = zlib
-
     def __init__(self, out: BinaryIO, level: int, threads: int):
         self.out = out
-        self.cmd = [self.codec.__name__.rsplit(".", 1)[-1], f"-{level}",
-                    f"{BLOCK // 1024} KiB blocks", f"{threads} threads"]
+        self.cmd = ["zlib", f"-{level}", f"{BLOCK // 1024} KiB blocks", f"{threads} threads"]
         self.level = level
         self._sha = hashlib.sha256()
         self.in_bytes = 0
@@ -147,14 +144,14 @@ class PythonGzipSink(GzipSink):
         self._sha.update(data)
         self.out_bytes += len(data)
 
-    def _deflate(self, level: int, block: bytes, zdict: bytes) -> bytes:
-        z = self.codec
-        c = z.compressobj(level, z.DEFLATED, -15, 8, z.Z_DEFAULT_STRATEGY,
-                          zdict) if zdict else z.compressobj(level, z.DEFLATED, -15)
-        return c.compress(block) + c.flush(z.Z_SYNC_FLUSH)
+    @staticmethod
+    def _deflate(level: int, block: bytes, zdict: bytes) -> bytes:
+        c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY,
+                             zdict) if zdict else zlib.compressobj(level, zlib.DEFLATED, -15)
+        return c.compress(block) + c.flush(zlib.Z_SYNC_FLUSH)
 
     def _submit(self, block: bytes) -> None:
-        self._crc = self.codec.crc32(block, self._crc)
+        self._crc = zlib.crc32(block, self._crc)
         self._pending.append(self._pool.submit(self._deflate, self.level, block, self._prev_tail))
         self._prev_tail = block[-32768:]
         while len(self._pending) >= self._max_pending or (self._pending and self._pending[0].done()):
