@@ -42,26 +42,24 @@ def check_file(path: Path) -> dict:
     """
     if path.stat().st_size == 0:
         raise CaseError("cannot read as NIfTI: file is empty (0 bytes); copy the case again")
-    nonfinite, header, carry = 0, b"", b""
+    nonfinite = 0
     try:
         with gzip.open(path, "rb") as fh:
             header = fh.read(544)
             info = _parse_header(header)
-            pending = header[info["vox_offset"]:] if info["float"] else b""
+            # float voxels are counted for NaN/inf as they stream by; `carry` holds the bytes not
+            # yet counted (those read with the header, then a partial item between chunks)
+            carry = header[info["vox_offset"]:] if info["float"] else b""
             while True:
                 chunk = fh.read(1 << 22)
-                if not chunk:
-                    break
                 if info["float"]:
-                    buf = carry + pending + chunk
-                    pending = b""
+                    buf = carry + chunk
                     usable = len(buf) - len(buf) % info["itemsize"]
                     arr = np.frombuffer(buf[:usable], dtype=info["dtype"])
                     nonfinite += int(arr.size - np.isfinite(arr).sum())
                     carry = buf[usable:]
-            if info["float"] and pending:
-                arr = np.frombuffer(pending[: len(pending) - len(pending) % info["itemsize"]], dtype=info["dtype"])
-                nonfinite += int(arr.size - np.isfinite(arr).sum())
+                if not chunk:
+                    break
     except (OSError, EOFError, zlib.error) as exc:
         what = "truncated" if isinstance(exc, EOFError) else f"not a valid gzip stream ({exc})"
         raise CaseError(f"cannot read as NIfTI: file is {what}; re-export it as a valid .nii.gz") from None
@@ -113,13 +111,14 @@ def read_case(path: Path) -> Case:
         raise CaseError(f"vector pixel type ({img.GetNumberOfComponentsPerPixel()} components); "
                         "provide a single-channel 3D scalar image")
     dim = img.GetDimension()
-    if dim == 3 and len(facts["dims"]) == 4 and facts["dims"][3] == 1:
-        warnings.append("4D image with a last dimension of 1 segmented as 3D")
+    one_volume_4d = dim == 3 and facts["dims"][3:] == (1,)     # ITK already dropped the 4th axis
     if dim == 4 and img.GetSize()[3] == 1:
         img = img[:, :, :, 0]
-        warnings.append("4D image with a last dimension of 1 segmented as 3D")
+        one_volume_4d = True
     elif dim != 3:
         raise CaseError(f"{dim}D image of size {img.GetSize()}; provide a 3D volume (or 4D with one time point)")
+    if one_volume_4d:
+        warnings.append("4D image with a last dimension of 1 segmented as 3D")
     direction = np.array(img.GetDirection()).reshape(3, 3)
     if not np.allclose(direction @ direction.T, np.eye(3), atol=1e-4):
         raise CaseError("direction matrix is not orthonormal (sheared); resample it to an orthonormal grid")
