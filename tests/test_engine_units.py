@@ -168,3 +168,56 @@ def test_amos_sized_model_loads_in_engine_and_nnunet(tmp_path):
     vol = ams.ct_like(6, size=64)
     assert vol.dtype == np.int16 and vol.shape == (6, 64, 64)
     assert vol.min() >= -1024 and vol.max() <= 3071 and (vol < -900).any() and (vol > 0).any()
+
+
+def test_resample_back_with_identity_inplane_equals_nnunet():
+    """Logits back from 2.0 to 2.5 mm slices: separate z (from the new spacing), in-plane untouched."""
+    from nnunetv2.preprocessing.resampling.default_resampling import resample_data_or_seg_to_shape
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(3, 15, 40, 36)).astype(np.float32) * 10
+    old, new = (2.0, 0.7, 0.7), (2.5, 0.7, 0.7)
+    target = new_shape(data.shape[1:], old, new)
+    assert target[1:] == data.shape[2:]
+    ref = resample_data_or_seg_to_shape(data, target, old, new, is_seg=False, order=1, order_z=0,
+                                        force_separate_z=None)
+    ours = resample(torch.from_numpy(data), target, old, new, 1, 0, None).numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-4, rtol=0)
+
+
+class _Huge(torch.nn.Module):
+    """A real network head whose logits overflow float16 accumulation (|x| * Gaussian weight > 65504)."""
+
+    def __init__(self, classes):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, classes, 1)
+        torch.nn.init.constant_(self.conv.weight, 0.0)
+        with torch.no_grad():
+            self.conv.bias.copy_(torch.arange(classes, dtype=torch.float32) * 4000.0)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_half_precision_logits_agree_with_float32():
+    """The GPU keeps logits in float16 (as nnU-Net does); the labels must not change."""
+    from amosseg.predictor import predict, preprocess
+    from amosseg.sliding_window import predict_logits
+    sys.path.insert(0, str(REPO / "scripts"))
+    from phantoms import make_phantom
+    import SimpleITK as sitk
+    model = load_model(REPO / "weights")
+    img = make_phantom(4242).image
+    prep = preprocess(sitk.GetArrayFromImage(img), img.GetSpacing()[::-1], model, "cpu")
+    args = (model.networks, prep.data, model.patch_size, model.num_classes, (), 4)
+    full = predict_logits(*args, logits_dtype=torch.float32)
+    half = predict_logits(*args, logits_dtype=torch.float16)
+    assert half.dtype == torch.float16 and torch.isfinite(half).all()
+    agree = (full.argmax(0) == half.float().argmax(0)).float().mean().item()
+    assert agree >= 0.9995, agree
+    huge = predict_logits([_Huge(model.num_classes)], *args[1:], logits_dtype=torch.float16)
+    assert not torch.isfinite(huge).all()
+    # predict() sees the overflow and predicts again in float32: the top class wins everywhere
+    model.networks = [_Huge(model.num_classes)]
+    labels, seconds = predict(prep, model, "cpu", "cpu", tta=False, batch_size=4, logits_dtype=torch.float16)
+    assert seconds.get("float32_retry") == 1.0
+    assert labels.shape == sitk.GetArrayFromImage(img).shape and (labels == model.num_classes - 1).all()

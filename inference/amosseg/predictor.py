@@ -75,14 +75,26 @@ def keep_largest_component(seg: np.ndarray, labels: tuple) -> np.ndarray:
 
 
 def predict(prep: Prepared, model: Model, compute_device, stitch_device, tta=True, batch_size=1,
-            progress=None) -> tuple[np.ndarray, dict]:
-    """Logits by sliding window, resampled back, argmax, pasted, transposed back (uint8)."""
+            progress=None, logits_dtype=None) -> tuple[np.ndarray, dict]:
+    """Logits by sliding window, resampled back, argmax, pasted, transposed back (uint8).
+
+    logits_dtype None: float16 where the logits live in GPU memory (as nnU-Net does), float32 on the
+    CPU, where half arithmetic is slow and host memory is the larger pool.
+    """
     seconds = {}
     sync = torch.cuda.synchronize if torch.device(compute_device).type == "cuda" else (lambda: None)
     t0 = time.perf_counter()
-    logits = predict_logits(model.networks, prep.data.to(stitch_device), model.patch_size, model.num_classes,
-                            model.mirror_axes if tta else (), batch_size, compute_device, stitch_device,
-                            autocast=torch.device(compute_device).type == "cuda", progress=progress)
+    args = (model.networks, prep.data.to(stitch_device), model.patch_size, model.num_classes,
+            model.mirror_axes if tta else (), batch_size, compute_device, stitch_device)
+    autocast = torch.device(compute_device).type == "cuda"
+    if logits_dtype is None:
+        logits_dtype = torch.float16 if torch.device(stitch_device).type == "cuda" else torch.float32
+    half = logits_dtype == torch.float16
+    logits = predict_logits(*args, autocast=autocast, progress=progress, logits_dtype=logits_dtype)
+    if half and not bool(torch.isfinite(logits).all()):  # float16 overflow (|logit| sums > 65504): redo in float32
+        del logits
+        logits = predict_logits(*args, autocast=autocast, progress=None, logits_dtype=torch.float32)
+        seconds["float32_retry"] = 1.0
     sync()
     seconds["network"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -126,6 +126,8 @@ def resample(x: torch.Tensor, shape, current_spacing, new_spacing, order=3, orde
     # in-plane: the low-resolution axis becomes the batch of 2D slices
     inplane = [s for i, s in enumerate(shape) if i != axis]
     moved = x.movedim(axis + 1, 0)  # (n_slices, C, a, b)
+    if tuple(moved.shape[2:]) == tuple(inplane):  # identity in-plane (logits back to the same grid): no copy
+        return _along_axis(x, axis, shape[axis], order_z)
     out = _interp(moved, inplane, order)
     if order >= 2:  # nnU-Net resizes slice by slice, so skimage clips to each slice's range
         lo = moved.amin(dim=(2, 3), keepdim=True)

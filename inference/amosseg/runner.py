@@ -158,6 +158,8 @@ def run(script_dir: Path, env=os.environ) -> int:
                        target_shape=list(prep.data.shape[1:]))
             try:
                 labels, secs, mode = _predict_with_fallback(prep, model, dev, tta, batch)
+                if secs.pop("float32_retry", None):
+                    log(f"note: {path.name}: half-precision logits overflowed; predicted again in float32")
                 rec["seconds"].update(secs)
                 rec["mode"] = mode
                 if mode not in ("gpu", "cpu"):
