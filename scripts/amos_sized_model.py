@@ -131,10 +131,10 @@ def ct_like(slices: int, size: int = 512, seed: int = 0) -> np.ndarray:
     return np.clip(vol + noise, -1024, 3071).astype(np.int16)
 
 
-def write_case(path: Path, slices: int, seed: int = 0) -> None:
+def write_case(path: Path, slices: int, seed: int = 0, size: int = 512) -> None:
     import SimpleITK as sitk
 
-    img = sitk.GetImageFromArray(ct_like(slices, seed=seed))
+    img = sitk.GetImageFromArray(ct_like(slices, size, seed=seed))
     img.SetSpacing(CASE_SPACING_XYZ)
     img.SetOrigin((-179.0, -179.0, -0.5 * slices * CASE_SPACING_XYZ[2]))
     tmp = path.with_name(f".partial-{path.name}")
@@ -147,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, help="model folder to write")
     ap.add_argument("--cases", type=Path, help="folder for the cases (amos_sized_<slices>.nii.gz)")
     ap.add_argument("--slices", default="160", help="comma-separated slice counts, e.g. 160,600")
+    ap.add_argument("--size", type=int, default=512, help="in-plane voxels (smaller only for a dry run on a CPU)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not args.model and not args.cases:
@@ -159,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         args.cases.mkdir(parents=True, exist_ok=True)
         for s in (int(v) for v in args.slices.split(",") if v):
             path = args.cases / f"amos_sized_{s}.nii.gz"
-            write_case(path, s, args.seed)
-            print(f"case: {path} (512 x 512 x {s} int16 at {CASE_SPACING_XYZ} mm, "
+            write_case(path, s, args.seed, args.size)
+            print(f"case: {path} ({args.size} x {args.size} x {s} int16 at {CASE_SPACING_XYZ} mm, "
                   f"{path.stat().st_size / 1e6:.0f} MB)")
     return 0
 

@@ -3,7 +3,9 @@
 Why: "faster than nnU-Net with the same answers" is a claim to measure, not to assume. Each
 contender runs in its own child process (file in -> file out, imports and model loading
 included), so its wall time and peak RSS (from wait4) are its own. Prints seconds per phase
-(read, preprocess, network, export, write), peak memory, ratios, and the voxel agreement.
+(read, preprocess, network, export, write), peak memory, ratios, the voxel agreement and Dice,
+the sliding window against the network alone on the same tiles, and a table against the issue's
+targets for the device in use.
 
     python scripts/bench_inference.py                      # demo model, one sample phantom, TTA off and on
     python scripts/bench_inference.py --case my.nii.gz --model path/to/nnunet_results_folder
@@ -11,6 +13,7 @@ included), so its wall time and peak RSS (from wait4) are its own. Prints second
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -23,9 +26,47 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 
 CONTENDERS = ("ours", "nnunet_sequential", "nnunet_files", "nnunet_phases")
+CHILDREN = (*CONTENDERS, "network_alone")
 
 
-def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str) -> dict:
+def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: str) -> dict:
+    """The network alone on as many tiles as the case's sliding window, in batches of `batch`.
+
+    Why: the issue's bar for the sliding window is "within 1.2x of the batched network time", so the
+    tiling, flipping and stitching overhead is measured against a loop that only runs the network.
+    """
+    import torch
+    from amosseg.model import load_model
+    from amosseg.resources import usable_cpus
+    from amosseg.sliding_window import mirror_combinations, tile_starts
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS") or usable_cpus()))  # as the engine's run does
+    model = load_model(model_dir)
+    patch = tuple(model.patch_size)
+    padded = [max(t, p) for t, p in zip(target_shape, patch)]
+    n_tiles = len(list(itertools.product(*tile_starts(padded, patch))))
+    flips = mirror_combinations(model.mirror_axes if tta else ())
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    for net in model.networks:
+        net.to(dev)
+    sizes = [min(batch, n_tiles - b) for b in range(0, n_tiles, batch)]  # the window's batches, last one short
+    inputs = {n: torch.randn(n, 1, *patch, device=dev) for n in set(sizes)}
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda"):
+        for x in inputs.values():  # warm-up (cuDNN autotuning for these shapes), not timed
+            model.networks[0](x)
+        sync()
+        t0 = time.perf_counter()
+        for n in sizes:
+            for net in model.networks:
+                for _flip in flips:
+                    net(inputs[n])
+        sync()
+    return {"net_only": time.perf_counter() - t0, "tiles": n_tiles, "forwards": len(sizes) * len(flips) * len(model.networks),
+            "batch": batch}
+
+
+def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str, net_batches=(),
+          target_shape=()) -> dict:
     """Runs inside the child process; returns phase timings."""
     if kind == "ours":
         metrics = out.parent / f"metrics-{out.name}.json"
@@ -43,7 +84,12 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str)
         m = json.loads(metrics.read_text())
         s = m["cases"][0]["seconds"]
         return {"rc": rc, "call": wall, "peak_gpu_gib": m["cases"][0].get("peak_gpu_bytes", 0) / 1024**3,
+                "batch": m["batch_size"], "mode": m["cases"][0].get("mode"),
+                "target_shape": m["cases"][0]["target_shape"],
                 **{k: s.get(k) for k in ("read", "preprocess", "network", "export", "write")}}
+    if kind == "network_alone":  # its own process, so that it cannot add to the engine's peak RSS
+        sys.path.insert(0, str(REPO / "inference"))
+        return {"rc": 0, "runs": [network_only(model, target_shape, tta, b, device) for b in net_batches]}
     import torch
     from nnunet_reference import make_predictor, predict_files
     if kind in ("nnunet_sequential", "nnunet_files"):
@@ -85,9 +131,10 @@ def peak_gpu_gib(device: str) -> float:
     return torch.cuda.max_memory_allocated() / 1024**3 if device == "cuda" else 0.0
 
 
-def spawn(kind, case, model, out, tta, device) -> dict:
+def spawn(kind, case, model, out, tta, device, net_batches=(), target_shape=()) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--case", str(case), "--model", str(model),
-           "--out", str(out), "--tta", "1" if tta else "0", "--device", device]
+           "--out", str(out), "--tta", "1" if tta else "0", "--device", device,
+           "--net-batches", ",".join(map(str, net_batches)), "--target-shape", ",".join(map(str, target_shape))]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     out_text = proc.stdout.read()
@@ -101,32 +148,78 @@ def spawn(kind, case, model, out, tta, device) -> dict:
     return res
 
 
-def agreement(a: Path, b: Path) -> float:
+def agreement(ours: Path, ref: Path) -> tuple[float, dict]:
+    """Voxel agreement, and Dice per label with >= 1000 voxels in the reference (the issue's bar)."""
+    import numpy as np
     import SimpleITK as sitk
-    x = sitk.GetArrayFromImage(sitk.ReadImage(str(a)))
-    y = sitk.GetArrayFromImage(sitk.ReadImage(str(b)))
-    return float((x == y).mean())
+    x = sitk.GetArrayFromImage(sitk.ReadImage(str(ours)))
+    y = sitk.GetArrayFromImage(sitk.ReadImage(str(ref)))
+    dice = {}
+    for label, count in zip(*np.unique(y, return_counts=True)):
+        if label and count >= 1000:
+            a, b = x == label, y == label
+            dice[int(label)] = float(2 * (a & b).sum() / (a.sum() + b.sum()))
+    return float((x == y).mean()), dice
+
+
+# the issue's bars: (CPU value, GPU value); None = no bar on that device
+TARGETS = {"speed_tta_off": (1.5, 8.0), "speed_tta_on": (None, 4.0), "rss_ratio": (1.0, 0.5),
+           "window_over_network": (None, 1.2), "agreement": (0.995, 0.995), "min_dice": (0.98, 0.98)}
+
+
+def verdicts(summary: dict, device: str) -> list[tuple]:
+    """(what, measured, bar, met) rows against the issue's targets for this device."""
+    col = 1 if device == "cuda" else 0
+    rows = []
+    for key, res in summary.items():
+        tta = key == "tta_1"
+        r, ours = res["results"], res["results"]["ours"]
+        base = r["nnunet_sequential"]
+        speed = base["wall"] / ours["wall"]
+        bar = TARGETS["speed_tta_on" if tta else "speed_tta_off"][col]
+        label = f"TTA {'on' if tta else 'off'}: "
+        rows.append((label + "speed vs predict_from_files_sequential", f"{speed:.2f}x", bar and f">= {bar}x",
+                     None if bar is None else speed >= bar))
+        rss = ours["peak_rss_gib"] / base["peak_rss_gib"]
+        bar = TARGETS["rss_ratio"][col]
+        rows.append((label + "peak RSS vs nnU-Net's", f"{rss:.2f}x", f"<= {bar}x", rss <= bar))
+        net = ours["network_only"][0]
+        ratio = ours["network"] / net["net_only"]
+        bar = TARGETS["window_over_network"][col]
+        rows.append((label + f"sliding window / network alone (batch {net['batch']})", f"{ratio:.2f}x",
+                     bar and f"<= {bar}x", None if bar is None else ratio <= bar))
+        rows.append((label + "voxel agreement", f"{res['agreement']:.4%}", ">= 99.5%", res["agreement"] >= 0.995))
+        if res["dice"]:
+            worst = min(res["dice"], key=res["dice"].get)
+            d = res["dice"][worst]
+            rows.append((label + f"lowest Dice ({len(res['dice'])} labels >= 1000 voxels)",
+                         f"{d:.4f} (label {worst})", ">= 0.98", d >= 0.98))
+    return rows
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--child", choices=CONTENDERS)
+    ap.add_argument("--child", choices=CHILDREN)
     ap.add_argument("--case", type=Path)
     ap.add_argument("--model", type=Path, default=REPO / "weights")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--tta", default="both", help="0, 1 or both")
     ap.add_argument("--device", default="cuda" if os.environ.get("BENCH_DEVICE") == "cuda" else "cpu")
     ap.add_argument("--skip-files", action="store_true", help="skip nnU-Net's multi-process predict_from_files")
+    ap.add_argument("--net-batches", default="", help="also time the network alone at these batch sizes (e.g. 1,8)")
+    ap.add_argument("--target-shape", default="", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
+    net_batches = [int(b) for b in args.net_batches.split(",") if b.strip()]
     if args.child:
-        res = child(args.child, args.case, args.model, args.out, args.tta == "1", args.device)
+        target = [int(v) for v in args.target_shape.split(",") if v.strip()]
+        res = child(args.child, args.case, args.model, args.out, args.tta == "1", args.device, net_batches, target)
         print("BENCH " + json.dumps(res), flush=True)
         return 0
 
     from rich.console import Console
     from rich.table import Table
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # logs: wide enough for the table
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         case = args.case
@@ -144,9 +237,16 @@ def main(argv=None) -> int:
             results = {}
             for kind in kinds:
                 console.print(f"running {kind} (TTA {'on' if tta else 'off'}) ...")
-                results[kind] = spawn(kind, case, args.model, tmp / f"out-{kind}-{tta}", tta, args.device)
-            agree = agreement(tmp / f"out-ours-{tta}" / case.name, tmp / f"out-nnunet_sequential-{tta}" / case.name)
-            summary[f"tta_{int(tta)}"] = {"results": results, "agreement": agree}
+                results[kind] = spawn(kind, case, args.model, tmp / f"out-{kind}-{tta}", tta, args.device,
+                                      net_batches)
+            ours = results["ours"]
+            console.print(f"running the network alone on the same tiles (TTA {'on' if tta else 'off'}) ...")
+            ours["network_only"] = spawn("network_alone", case, args.model, tmp / "unused", tta, args.device,
+                                         list(dict.fromkeys([ours["batch"], *net_batches])),
+                                         ours["target_shape"])["runs"]
+            agree, dice = agreement(tmp / f"out-ours-{tta}" / case.name,
+                                    tmp / f"out-nnunet_sequential-{tta}" / case.name)
+            summary[f"tta_{int(tta)}"] = {"results": results, "agreement": agree, "dice": dice}
             rows.append((tta, results, agree))
     table = Table(title=f"inference benchmark: {case.name}, {args.device}, model {args.model.name}")
     for col in ("TTA", "contender", "wall s", "read", "prep", "network", "export", "write", "peak RSS GiB",
@@ -160,12 +260,20 @@ def main(argv=None) -> int:
                           ("read", "preprocess", "network", "export", "write")), f"{r['peak_rss_gib']:.2f}",
                           fmt("peak_gpu_gib"), f"{base / r['wall']:.2f}x")
         ours = results["ours"]
+        nets = ", ".join(f"batch {n['batch']}: {n['net_only']:.2f} s" for n in ours["network_only"])
         console.print(f"TTA {'on' if tta else 'off'}: this engine {base / ours['wall']:.2f}x faster than "
                       f"predict_from_files_sequential end to end; peak RSS ratio "
                       f"{ours['peak_rss_gib'] / results['nnunet_sequential']['peak_rss_gib']:.2f}; "
-                      f"voxel agreement {agree:.4%}")
+                      f"voxel agreement {agree:.4%}; sliding window {ours['network']:.2f} s vs the network "
+                      f"alone on its {ours['network_only'][0]['tiles']} tiles ({nets})")
         table.add_section()
     console.print(table)
+    targets = Table(title=f"against the issue's targets ({args.device})")
+    for col in ("measure", "value", "target", "met"):
+        targets.add_column(col, justify="right" if col != "measure" else "left")
+    for what, value, bar, met in verdicts(summary, args.device):
+        targets.add_row(what, value, bar or "-", "-" if met is None else ("yes" if met else "NO"))
+    console.print(targets)
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     return 0

@@ -4,39 +4,53 @@
 # run through the device tool with carry [".whl"] and a timeout of 600 s:
 #     bash scripts/gpu_check.sh
 # It writes to $OUT (or ./gpu-check): the AMOS-sized benchmark against nnU-Net's predictor, TTA off
-# and on (bench_amos.json), the same for the demo model on a sample case for fp16 agreement
-# (bench_demo.json), and a 512x512x600 case under GPU_MEMORY_LIMIT_GB=24 (limit24.json), plus the log.
+# and on, with the network alone at batch 4 and 8 (bench_amos.json), a 512x512x600 case under
+# GPU_MEMORY_LIMIT_GB=24 (limit24.json), the demo model on a sample case for fp16 agreement
+# (bench_demo.json), plus the log.
+# DRY_RUN=1 rehearses the same steps on the CPU with a small case (192 x 192 x 30, TTA off, the long
+# case replaced by the small one) so that the script itself is known to work before device time is
+# spent on it: `DRY_RUN=1 OUT=/tmp/dry bash scripts/gpu_check.sh` (about 3 minutes on 2 cores).
 set -uo pipefail
 out="${OUT:-gpu-check}"
 mkdir -p "$out"
 exec > >(tee "$out/log.txt") 2>&1
-export PYTHONUNBUFFERED=1
-py=python3
-if [[ -d .whl ]]; then
+export PYTHONUNBUFFERED=1 COLUMNS=160
+py="${PYTHON:-python3}"
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    device=cpu size=192 slices=30 long=30 tta=0
+else
+    device=cuda size=512 slices=160 long=600 tta=both
+fi
+if [[ -d .whl && "${DRY_RUN:-0}" != 1 ]]; then
     $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-$py -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))"
-work=/tmp/gpu-check
-mkdir -p "$work"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
+$py -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+work=$(mktemp -d /tmp/gpu-check.XXXXXX)
 step() { printf '\n== %s (%ds)\n' "$*" "$SECONDS"; }
+failed=0
 
 step "AMOS-sized model and cases"
-$py scripts/amos_sized_model.py --model "$work/amos-model" --cases "$work/cases" --slices 160,600 || exit 1
+$py scripts/amos_sized_model.py --model "$work/amos-model" --cases "$work/cases" --size "$size" \
+    --slices "$slices,$long" || exit 1
 
-step "AMOS-sized case: this engine vs nnUNetPredictor on cuda, TTA off and on"
-BENCH_DEVICE=cuda $py scripts/bench_inference.py --model "$work/amos-model" \
-    --case "$work/cases/amos_sized_160.nii.gz" --tta both --skip-files --json "$out/bench_amos.json"
+step "AMOS-sized case: this engine vs nnUNetPredictor on $device, TTA $tta"
+BENCH_DEVICE=$device $py scripts/bench_inference.py --model "$work/amos-model" --device "$device" \
+    --case "$work/cases/amos_sized_$slices.nii.gz" --tta "$tta" --skip-files --net-batches 4,8 \
+    --json "$out/bench_amos.json" || failed=1
 
-step "512x512x600 under GPU_MEMORY_LIMIT_GB=24"
-mkdir -p "$work/in600"
-ln -sf "$work/cases/amos_sized_600.nii.gz" "$work/in600/"
-INPUT_DIR="$work/in600" OUTPUT_DIR="$work/out600" MODEL_DIR="$work/amos-model" TTA=0 \
-    GPU_MEMORY_LIMIT_GB=24 METRICS_FILE="$out/limit24.json" $py inference/run_inference.py
-echo "exit status $?"
+step "${size}x${size}x$long under GPU_MEMORY_LIMIT_GB=24"
+mkdir -p "$work/in-long"
+ln -sf "$work/cases/amos_sized_$long.nii.gz" "$work/in-long/"
+INPUT_DIR="$work/in-long" OUTPUT_DIR="$work/out-long" MODEL_DIR="$work/amos-model" TTA=0 \
+    GPU_MEMORY_LIMIT_GB=24 METRICS_FILE="$out/limit24.json" FORCE_CPU=$([[ $device == cpu ]] && echo 1 || echo 0) \
+    $py inference/run_inference.py || failed=1
 
-step "demo model on a sample case: fp16 GPU output vs nnU-Net's GPU output"
-BENCH_DEVICE=cuda $py scripts/bench_inference.py --tta 0 --skip-files --json "$out/bench_demo.json"
+step "demo model on a sample case: this engine vs nnU-Net on $device (fp16 agreement)"
+BENCH_DEVICE=$device $py scripts/bench_inference.py --device "$device" --tta 0 --skip-files \
+    --json "$out/bench_demo.json" || failed=1
 
-step "done"
+step "done (failed=$failed)"
+rm -rf "$work"
+exit $failed

@@ -168,6 +168,12 @@ def test_amos_sized_model_loads_in_engine_and_nnunet(tmp_path):
     vol = ams.ct_like(6, size=64)
     assert vol.dtype == np.int16 and vol.shape == (6, 64, 64)
     assert vol.min() >= -1024 and vol.max() <= 3071 and (vol < -900).any() and (vol > 0).any()
+    # tiles per forward: one on the CPU for a model this size (same speed, less RAM), 4 on a GPU
+    from amosseg.device import default_batch_size
+    assert default_batch_size(model.networks, model.patch_size, torch.device("cpu")) == 1
+    assert default_batch_size(model.networks, model.patch_size, torch.device("cuda")) == 4
+    demo = load_model(REPO / "weights")
+    assert default_batch_size(demo.networks, demo.patch_size, torch.device("cpu")) == 4
 
 
 def test_resample_back_with_identity_inplane_equals_nnunet():

@@ -102,7 +102,7 @@ def run(script_dir: Path, env=os.environ) -> int:
     for net in model.networks:
         net.to(dev)
     tta = env.get("TTA", "1") != "0"
-    batch = int(env.get("BATCH_SIZE") or 4)  # batched tiles: also 2-4x faster per tile on the CPU here
+    batch = int(env.get("BATCH_SIZE") or devices.default_batch_size(model.networks, model.patch_size, dev))
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     log(f"model: {model.description} from {model_dir}; patch {list(model.patch_size)}, spacing "
