@@ -3,7 +3,7 @@
 Why: "faster than nnU-Net with the same answers" is a claim to measure, not to assume. Each
 contender runs in its own child process (file in -> file out, imports and model loading
 included), so its wall time and peak RSS (from wait4) are its own. Prints seconds per phase
-(read, preprocess, network, export, write), peak memory, ratios, the voxel agreement and Dice,
+(startup, read, preprocess, network, export, write), peak memory, ratios, the voxel agreement and Dice,
 the sliding window against the network alone on the same tiles, and a table against the issue's
 targets for the device in use.
 
@@ -84,7 +84,7 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
         m = json.loads(metrics.read_text())
         s = m["cases"][0]["seconds"]
         return {"rc": rc, "call": wall, "peak_gpu_gib": m["cases"][0].get("peak_gpu_bytes", 0) / 1024**3,
-                "batch": m["batch_size"], "mode": m["cases"][0].get("mode"),
+                "batch": m["batch_size"], "mode": m["cases"][0].get("mode"), "startup": m.get("startup_seconds"),
                 "target_shape": m["cases"][0]["target_shape"],
                 **{k: s.get(k) for k in ("read", "preprocess", "network", "export", "write")}}
     if kind == "network_alone":  # its own process, so that it cannot add to the engine's peak RSS
@@ -249,7 +249,7 @@ def main(argv=None) -> int:
             summary[f"tta_{int(tta)}"] = {"results": results, "agreement": agree, "dice": dice}
             rows.append((tta, results, agree))
     table = Table(title=f"inference benchmark: {case.name}, {args.device}, model {args.model.name}")
-    for col in ("TTA", "contender", "wall s", "read", "prep", "network", "export", "write", "peak RSS GiB",
+    for col in ("TTA", "contender", "wall s", "startup", "read", "prep", "network", "export", "write", "peak RSS GiB",
                 "peak GPU GiB", "nnU-Net seq / this"):
         table.add_column(col, justify="right")
     for tta, results, agree in rows:
@@ -257,7 +257,7 @@ def main(argv=None) -> int:
         for kind, r in results.items():
             fmt = lambda k: "-" if r.get(k) is None else f"{r[k]:.2f}"  # noqa: E731
             table.add_row("on" if tta else "off", kind, f"{r['wall']:.2f}", *(fmt(k) for k in
-                          ("read", "preprocess", "network", "export", "write")), f"{r['peak_rss_gib']:.2f}",
+                          ("startup", "read", "preprocess", "network", "export", "write")), f"{r['peak_rss_gib']:.2f}",
                           fmt("peak_gpu_gib"), f"{base / r['wall']:.2f}x")
         ours = results["ours"]
         nets = ", ".join(f"batch {n['batch']}: {n['net_only']:.2f} s" for n in ours["network_only"])

@@ -4,7 +4,8 @@
 # run through the device tool with carry [".whl"] and a timeout of 600 s:
 #     bash scripts/gpu_check.sh
 # It writes to $OUT (or ./gpu-check): the AMOS-sized benchmark against nnU-Net's predictor, TTA off
-# and on, with the network alone at batch 4 and 8 (bench_amos.json), a 512x512x600 case under
+# and on, with the network alone at batch 4 and 8 (bench_amos.json), the engine alone with cuDNN
+# autotuning on and off (cudnn_benchmark_*.json), a 512x512x600 case under
 # GPU_MEMORY_LIMIT_GB=24 (limit24.json), the demo model on a sample case for fp16 agreement
 # (bench_demo.json), plus the log.
 # DRY_RUN=1 rehearses the same steps on the CPU with a small case (192 x 192 x 30, TTA off, the long
@@ -39,6 +40,20 @@ step "AMOS-sized case: this engine vs nnUNetPredictor on $device, TTA $tta"
 BENCH_DEVICE=$device $py scripts/bench_inference.py --model "$work/amos-model" --device "$device" \
     --case "$work/cases/amos_sized_$slices.nii.gz" --tta "$tta" --skip-files --net-batches 4,8 \
     --json "$out/bench_amos.json" || failed=1
+
+step "the engine alone on that case, cuDNN autotuning on and off (first-case cost)"
+mkdir -p "$work/in-one"
+ln -sf "$work/cases/amos_sized_$slices.nii.gz" "$work/in-one/"
+for bench in 1 0; do
+    INPUT_DIR="$work/in-one" OUTPUT_DIR="$work/out-one" MODEL_DIR="$work/amos-model" TTA=0 CUDNN_BENCHMARK=$bench \
+        METRICS_FILE="$out/cudnn_benchmark_$bench.json" FORCE_CPU=$([[ $device == cpu ]] && echo 1 || echo 0) \
+        $py inference/run_inference.py > "$work/cudnn_$bench.log" 2>&1 || { failed=1; tail -5 "$work/cudnn_$bench.log"; }
+    $py -c "import json,sys; m=json.load(open(sys.argv[1])); c=m['cases'][0]; s=c['seconds']
+print(f'CUDNN_BENCHMARK={sys.argv[2]}: run {m[\"total_seconds\"]:.2f} s (startup {m[\"startup_seconds\"]:.2f}, read '
+      f'{s[\"read\"]:.2f}, network {s[\"network\"]:.2f}, export {s[\"export\"]:.2f}, write {s[\"write\"]:.2f}), '
+      f'peak GPU {c[\"peak_gpu_bytes\"]/2**30:.2f} GiB, peak RSS {m[\"peak_rss_bytes\"]/2**30:.2f} GiB')" \
+        "$out/cudnn_benchmark_$bench.json" $bench || failed=1
+done
 
 step "${size}x${size}x$long under GPU_MEMORY_LIMIT_GB=24"
 mkdir -p "$work/in-long"

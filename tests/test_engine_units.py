@@ -1,4 +1,5 @@
 """Engine building blocks against nnU-Net's own functions (nnunetv2 is a test-only dependency)."""
+import itertools
 import json
 import sys
 
@@ -220,6 +221,13 @@ def test_half_precision_logits_agree_with_float32():
     assert half.dtype == torch.float16 and torch.isfinite(half).all()
     agree = (full.argmax(0) == half.float().argmax(0)).float().mean().item()
     assert agree >= 0.9995, agree
+    # a short last batch padded to the full batch shape (what the GPU does) gives the same logits
+    n_tiles = len(list(itertools.product(*tile_starts([max(a, b) for a, b in zip(prep.data.shape[1:], model.patch_size)],
+                                                       model.patch_size))))
+    batch = next(b for b in (5, 7, 3) if n_tiles % b)
+    plain = predict_logits(*args[:5], batch, pad_last_batch=False)
+    padded = predict_logits(*args[:5], batch, pad_last_batch=True)
+    torch.testing.assert_close(padded, plain, atol=1e-4, rtol=1e-4)
     huge = predict_logits([_Huge(model.num_classes)], *args[1:], logits_dtype=torch.float16)
     assert not torch.isfinite(huge).all()
     # predict() sees the overflow and predicts again in float32: the top class wins everywhere

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -46,11 +47,12 @@ def estimate_host_bytes(size_xyz, spacing_xyz, model, on_gpu: bool) -> int:
     return n * per_input + m * per_target + 256 * 1024**2
 
 
-def _load(path: Path, model, dev):
-    """Read + preprocess one case (runs in the prefetch thread)."""
+def _load(path: Path, model, dev, device_ready: threading.Event):
+    """Read + preprocess one case (runs in the prefetch thread; preprocessing once the device is set up)."""
     t0 = time.perf_counter()
     case = read_case(path)
     t_read = time.perf_counter() - t0
+    device_ready.wait()
     prep = preprocess(case.array, case.spacing, model, dev)
     prep.seconds["read"] = t_read
     shape, spacing = case.array.shape, case.spacing
@@ -88,31 +90,21 @@ def run(script_dir: Path, env=os.environ) -> int:
 
     threads = int(env.get("TORCH_THREADS") or usable_cpus())
     torch.set_num_threads(threads)
-    dev = devices.choose()
-    log(devices.describe(dev))
-    cap = devices.cap_gpu_memory(dev, env.get("GPU_MEMORY_LIMIT_GB"))
-    if cap:
-        log(cap)
+    dev = devices.choose()  # no CUDA context yet: that is made below, while the first case is read
     model_dir = default_model_dir(script_dir)
     try:
-        model = load_model(model_dir, env.get("FOLDS"))
+        model = load_model(model_dir, env.get("FOLDS"))  # on the CPU
     except UnsupportedModel as exc:
         log(f"error: model {model_dir}: {exc}")
         return 2
-    for net in model.networks:
-        net.to(dev)
     tta = env.get("TTA", "1") != "0"
     batch = int(env.get("BATCH_SIZE") or devices.default_batch_size(model.networks, model.patch_size, dev))
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    log(f"model: {model.description} from {model_dir}; patch {list(model.patch_size)}, spacing "
-        f"{list(model.spacing)}, TTA {'on (' + str(len(model.mirror_axes)) + ' mirror axes)' if tta else 'off'}, "
-        f"batch {batch}, {threads} CPU threads")
 
     results = []
     loader = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
     writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
     pending_writes: list[tuple[dict, Future]] = []
+    device_ready = threading.Event()  # the prefetch thread reads, then waits for this to preprocess
 
     def admit(path: Path):
         size, spacing = probe_header(path)
@@ -122,7 +114,7 @@ def run(script_dir: Path, env=os.environ) -> int:
             if need > avail:
                 raise CaseError(f"needs about {need / GIB:.1f} GiB of host memory, {avail / GIB:.1f} GiB available "
                                 "in this container; give it more memory (docker run --memory)")
-        return loader.submit(_load, path, model, dev)
+        return loader.submit(_load, path, model, dev, device_ready)
 
     def submit(path):
         try:
@@ -132,10 +124,26 @@ def run(script_dir: Path, env=os.environ) -> int:
             f.set_exception(exc)
             return f
 
+    nxt = submit(cases[0])  # read the first case while the device starts and takes the model
+    try:
+        log(devices.describe(dev))
+        cap = devices.cap_gpu_memory(dev, env.get("GPU_MEMORY_LIMIT_GB"))
+        if cap:
+            log(cap)
+        for net in model.networks:
+            net.to(dev)
+        if dev.type == "cuda":  # autotuned convolutions (nnU-Net's choice too); CUDNN_BENCHMARK=0 turns it off
+            torch.backends.cudnn.benchmark = env.get("CUDNN_BENCHMARK", "1") != "0"
+    finally:
+        device_ready.set()
+    log(f"model: {model.description} from {model_dir}; patch {list(model.patch_size)}, spacing "
+        f"{list(model.spacing)}, TTA {'on (' + str(len(model.mirror_axes)) + ' mirror axes)' if tta else 'off'}, "
+        f"batch {batch}, {threads} CPU threads")
+    startup = time.perf_counter() - t_start
+
     progress = _progress(len(cases))
     with progress:
         task = progress.add_task("segmenting", total=len(cases))
-        nxt = submit(cases[0])
         for i, path in enumerate(cases):
             rec = {"name": path.name, "status": "ok", "seconds": {}}
             results.append(rec)
@@ -193,7 +201,7 @@ def run(script_dir: Path, env=os.environ) -> int:
     failed = [r for r in results if r["status"] != "ok"]
     _summary(results, total)
     metrics = {"device": devices.describe(dev), "tta": tta, "batch_size": batch, "threads": threads,
-               "total_seconds": total, "peak_rss_bytes": peak_rss_bytes(), "cases": results}
+               "startup_seconds": startup, "total_seconds": total, "peak_rss_bytes": peak_rss_bytes(), "cases": results}
     if env.get("METRICS_FILE"):
         mpath = Path(env["METRICS_FILE"])
         if mpath.resolve().parent == chosen.output.resolve():
