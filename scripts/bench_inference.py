@@ -40,7 +40,8 @@ def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: s
     from amosseg.resources import usable_cpus
     from amosseg.sliding_window import mirror_combinations, tile_starts
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS") or usable_cpus()))  # as the engine's run does
-    model = load_model(model_dir)
+    torch.backends.cudnn.benchmark = os.environ.get("CUDNN_BENCHMARK", "1") != "0"  # as the engine's run does
+    model = load_model(model_dir, os.environ.get("FOLDS"))
     patch = tuple(model.patch_size)
     padded = [max(t, p) for t, p in zip(target_shape, patch)]
     n_tiles = len(list(itertools.product(*tile_starts(padded, patch))))
@@ -52,16 +53,18 @@ def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: s
     sizes = [min(batch, n_tiles - b) for b in range(0, n_tiles, batch)]  # the window's batches, last one short
     inputs = {n: torch.randn(n, 1, *patch, device=dev) for n in set(sizes)}
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=dev.type == "cuda"):
-        for x in inputs.values():  # warm-up (cuDNN autotuning for these shapes), not timed
+        t0 = time.perf_counter()
+        for x in inputs.values():  # warm-up (lazy library loading, cuDNN autotuning for these shapes)
             model.networks[0](x)
         sync()
+        warm_up = time.perf_counter() - t0
         t0 = time.perf_counter()
         for n in sizes:
             for net in model.networks:
                 for _flip in flips:
                     net(inputs[n])
         sync()
-    return {"net_only": time.perf_counter() - t0, "tiles": n_tiles, "forwards": len(sizes) * len(flips) * len(model.networks),
+    return {"net_only": time.perf_counter() - t0, "warm_up": warm_up, "tiles": n_tiles, "forwards": len(sizes) * len(flips) * len(model.networks),
             "batch": batch}
 
 
@@ -82,6 +85,8 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
         rc = run(REPO / "inference", env)
         wall = time.perf_counter() - t0
         m = json.loads(metrics.read_text())
+        if rc != 0 or m["cases"][0]["status"] != "ok":
+            raise SystemExit(f"the engine failed on {case.name}: {m['cases'][0].get('error')}")
         s = m["cases"][0]["seconds"]
         return {"rc": rc, "call": wall, "peak_gpu_gib": m["cases"][0].get("peak_gpu_bytes", 0) / 1024**3,
                 "batch": m["batch_size"], "mode": m["cases"][0].get("mode"), "startup": m.get("startup_seconds"),
@@ -136,7 +141,7 @@ def spawn(kind, case, model, out, tta, device, net_batches=(), target_shape=()) 
            "--out", str(out), "--tta", "1" if tta else "0", "--device", device,
            "--net-batches", ",".join(map(str, net_batches)), "--target-shape", ",".join(map(str, target_shape))]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out_text = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
@@ -185,15 +190,16 @@ def verdicts(summary: dict, device: str) -> list[tuple]:
         rows.append((label + "peak RSS vs nnU-Net's", f"{rss:.2f}x", f"<= {bar}x", rss <= bar))
         net = ours["network_only"][0]
         ratio = ours["network"] / net["net_only"]
-        bar = TARGETS["window_over_network"][col]
-        rows.append((label + f"sliding window / network alone (batch {net['batch']})", f"{ratio:.2f}x",
-                     bar and f"<= {bar}x", None if bar is None else ratio <= bar))
-        rows.append((label + "voxel agreement", f"{res['agreement']:.4%}", ">= 99.5%", res["agreement"] >= 0.995))
+        bar = TARGETS["window_over_network"][col] if ours["mode"] in ("gpu", "cpu") else None  # not after a fallback
+        rows.append((label + f"sliding window / network alone (batch {net['batch']}, {ours['mode']})",
+                     f"{ratio:.2f}x", bar and f"<= {bar}x", None if bar is None else ratio <= bar))
+        bar = TARGETS["agreement"][col]
+        rows.append((label + "voxel agreement", f"{res['agreement']:.4%}", f">= {bar:.1%}", res["agreement"] >= bar))
         if res["dice"]:
             worst = min(res["dice"], key=res["dice"].get)
-            d = res["dice"][worst]
+            d, bar = res["dice"][worst], TARGETS["min_dice"][col]
             rows.append((label + f"lowest Dice ({len(res['dice'])} labels >= 1000 voxels)",
-                         f"{d:.4f} (label {worst})", ">= 0.98", d >= 0.98))
+                         f"{d:.4f} (label {worst})", f">= {bar}", d >= bar))
     return rows
 
 
@@ -260,7 +266,8 @@ def main(argv=None) -> int:
                           ("startup", "read", "preprocess", "network", "export", "write")), f"{r['peak_rss_gib']:.2f}",
                           fmt("peak_gpu_gib"), f"{base / r['wall']:.2f}x")
         ours = results["ours"]
-        nets = ", ".join(f"batch {n['batch']}: {n['net_only']:.2f} s" for n in ours["network_only"])
+        nets = ", ".join(f"batch {n['batch']}: {n['net_only']:.2f} s + {n['warm_up']:.2f} s warm-up"
+                         for n in ours["network_only"])
         console.print(f"TTA {'on' if tta else 'off'}: this engine {base / ours['wall']:.2f}x faster than "
                       f"predict_from_files_sequential end to end; peak RSS ratio "
                       f"{ours['peak_rss_gib'] / results['nnunet_sequential']['peak_rss_gib']:.2f}; "

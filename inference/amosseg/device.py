@@ -48,11 +48,33 @@ CPU_BATCH_BUDGET = 16 * 1024**2
 
 
 def default_batch_size(networks, patch_size, device: torch.device) -> int:
-    """Tiles per forward: 4 on a GPU; on the CPU as many (1..4) as keep activations small."""
+    """Tiles per forward (BATCH_SIZE overrides): 4 on a GPU; on the CPU as many (1..4) as keep activations
+    small. The first 5-D parameter is taken as the stem conv (true for nnU-Net's UNets); a frozen
+    TorchScript model exposes none, and is assumed to start with 32 features."""
     if device.type == "cuda":
         return 4
-    features = next((p.shape[0] for net in networks for p in net.parameters() if p.ndim == 5), 32)
+    return max(1, min(4, CPU_BATCH_BUDGET // (_voxels(patch_size) * stem_features(networks))))
+
+
+def stem_features(networks) -> int:
+    """Output channels of the first 3-D convolution: what sizes a UNet's largest activations."""
+    return next((p.shape[0] for net in networks for p in net.parameters() if p.ndim == 5), 32)
+
+
+def _voxels(patch_size) -> int:
     voxels = 1
     for n in patch_size:
         voxels *= int(n)
-    return max(1, min(4, CPU_BATCH_BUDGET // (voxels * features)))
+    return voxels
+
+
+# Host bytes of activations per (tile x patch voxel x stem feature) on the CPU in inference mode,
+# measured with the AMOS-sized PlainConvUNet (64x160x192 patch, 32 features) on a 2-tile case: a
+# second tile per forward added 1.58 GiB of peak RSS (1.95 GiB above the process at batch 1, 3.53
+# at batch 2) = 27 bytes; 32 leaves a margin (an OOM kill cannot be caught, a refusal can).
+ACTIVATION_BYTES = 32
+
+
+def cpu_activation_bytes(networks, patch_size, batch: int) -> int:
+    """Peak activation memory of one forward on the CPU (for the host-memory admission check)."""
+    return batch * _voxels(patch_size) * stem_features(networks) * ACTIVATION_BYTES

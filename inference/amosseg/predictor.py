@@ -74,6 +74,11 @@ def keep_largest_component(seg: np.ndarray, labels: tuple) -> np.ndarray:
     return seg
 
 
+def _all_finite(logits: torch.Tensor) -> bool:
+    """One channel at a time: a full-size mask would cost half the float16 logits again at peak."""
+    return all(bool(torch.isfinite(channel).all()) for channel in logits)
+
+
 def predict(prep: Prepared, model: Model, compute_device, stitch_device, tta=True, batch_size=1,
             progress=None, logits_dtype=None) -> tuple[np.ndarray, dict]:
     """Logits by sliding window, resampled back, argmax, pasted, transposed back (uint8).
@@ -91,9 +96,9 @@ def predict(prep: Prepared, model: Model, compute_device, stitch_device, tta=Tru
         logits_dtype = torch.float16 if torch.device(stitch_device).type == "cuda" else torch.float32
     half = logits_dtype == torch.float16
     logits = predict_logits(*args, autocast=autocast, progress=progress, logits_dtype=logits_dtype)
-    if half and not bool(torch.isfinite(logits).all()):  # float16 overflow (|logit| sums > 65504): redo in float32
+    if half and not _all_finite(logits):  # float16 overflow (|logit| sums > 65504): redo all in float32
         del logits
-        logits = predict_logits(*args, autocast=autocast, progress=None, logits_dtype=torch.float32)
+        logits = predict_logits(*args, autocast=False, progress=None, logits_dtype=torch.float32)
         seconds["float32_retry"] = 1.0
     sync()
     seconds["network"] = time.perf_counter() - t0

@@ -37,22 +37,25 @@ def log(msg: str) -> None:
     console.print(msg, markup=False)
 
 
-def estimate_host_bytes(size_xyz, spacing_xyz, model, on_gpu: bool) -> int:
-    """Peak host memory for one case: input copies, target-grid data and (on CPU) logits."""
+def estimate_host_bytes(size_xyz, spacing_xyz, model, on_gpu: bool, batch: int = 1) -> int:
+    """Peak host memory for one case: input copies, target-grid data and (on CPU) logits and activations."""
     n = int(np.prod(size_xyz[:3]))
     ratio = float(np.prod([s / t for s, t in zip(spacing_xyz[::-1], [model.spacing[i] for i in model.transpose_backward])]))
     m = int(n * ratio)
     per_input = 4 + 4 + 4 + 2 + 1 + 1 + (0 if on_gpu else 4 * 4 + 8)
     per_target = 4 + (0 if on_gpu else 4 * model.num_classes + 8)
-    return n * per_input + m * per_target + 256 * 1024**2
+    activations = 0 if on_gpu else devices.cpu_activation_bytes(model.networks, model.patch_size, batch)
+    return n * per_input + m * per_target + activations + 256 * 1024**2
 
 
-def _load(path: Path, model, dev, device_ready: threading.Event):
+def _load(path: Path, model, dev, device_ready: threading.Event, device_failed: list):
     """Read + preprocess one case (runs in the prefetch thread; preprocessing once the device is set up)."""
     t0 = time.perf_counter()
     case = read_case(path)
     t_read = time.perf_counter() - t0
     device_ready.wait()
+    if device_failed:
+        raise RuntimeError("the device could not be set up") from device_failed[0]
     prep = preprocess(case.array, case.spacing, model, dev)
     prep.seconds["read"] = t_read
     shape, spacing = case.array.shape, case.spacing
@@ -95,6 +98,7 @@ def run(script_dir: Path, env=os.environ) -> int:
     try:
         model = load_model(model_dir, env.get("FOLDS"))  # on the CPU
     except UnsupportedModel as exc:
+        log(devices.describe(dev))
         log(f"error: model {model_dir}: {exc}")
         return 2
     tta = env.get("TTA", "1") != "0"
@@ -105,16 +109,19 @@ def run(script_dir: Path, env=os.environ) -> int:
     writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
     pending_writes: list[tuple[dict, Future]] = []
     device_ready = threading.Event()  # the prefetch thread reads, then waits for this to preprocess
+    device_failed: list[BaseException] = []  # set-up error: the waiting case must not use the device
+    estimates: dict[str, int] = {}  # host-memory estimate per case (metrics)
 
     def admit(path: Path):
         size, spacing = probe_header(path)
         if size is not None and len(size) >= 3:
-            need = estimate_host_bytes(size, spacing, model, dev.type == "cuda")
+            need = estimate_host_bytes(size, spacing, model, dev.type == "cuda", batch)
+            estimates[path.name] = need
             avail = available_memory_bytes()
             if need > avail:
                 raise CaseError(f"needs about {need / GIB:.1f} GiB of host memory, {avail / GIB:.1f} GiB available "
                                 "in this container; give it more memory (docker run --memory)")
-        return loader.submit(_load, path, model, dev, device_ready)
+        return loader.submit(_load, path, model, dev, device_ready, device_failed)
 
     def submit(path):
         try:
@@ -134,12 +141,17 @@ def run(script_dir: Path, env=os.environ) -> int:
             net.to(dev)
         if dev.type == "cuda":  # autotuned convolutions (nnU-Net's choice too); CUDNN_BENCHMARK=0 turns it off
             torch.backends.cudnn.benchmark = env.get("CUDNN_BENCHMARK", "1") != "0"
+            torch.cuda.reset_peak_memory_stats(dev)  # before case 1's preprocessing may start on the card
+    except BaseException as exc:
+        device_failed.append(exc)
+        raise
     finally:
         device_ready.set()
     log(f"model: {model.description} from {model_dir}; patch {list(model.patch_size)}, spacing "
         f"{list(model.spacing)}, TTA {'on (' + str(len(model.mirror_axes)) + ' mirror axes)' if tta else 'off'}, "
         f"batch {batch}, {threads} CPU threads")
     startup = time.perf_counter() - t_start
+    rss_before_cases = peak_rss_bytes()  # the process itself: what each case's estimate comes on top of
 
     progress = _progress(len(cases))
     with progress:
@@ -148,7 +160,7 @@ def run(script_dir: Path, env=os.environ) -> int:
             rec = {"name": path.name, "status": "ok", "seconds": {}}
             results.append(rec)
             t_case = time.perf_counter()
-            if dev.type == "cuda":
+            if dev.type == "cuda" and i:  # case 1's were reset before its preprocessing could start
                 torch.cuda.reset_peak_memory_stats(dev)
             try:
                 case, prep, shape, spacing = nxt.result()
@@ -201,7 +213,8 @@ def run(script_dir: Path, env=os.environ) -> int:
     failed = [r for r in results if r["status"] != "ok"]
     _summary(results, total)
     metrics = {"device": devices.describe(dev), "tta": tta, "batch_size": batch, "threads": threads,
-               "startup_seconds": startup, "total_seconds": total, "peak_rss_bytes": peak_rss_bytes(), "cases": results}
+               "startup_seconds": startup, "total_seconds": total, "rss_before_cases_bytes": rss_before_cases,
+               "host_estimate_bytes": estimates, "peak_rss_bytes": peak_rss_bytes(), "cases": results}
     if env.get("METRICS_FILE"):
         mpath = Path(env["METRICS_FILE"])
         if mpath.resolve().parent == chosen.output.resolve():

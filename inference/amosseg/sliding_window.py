@@ -60,13 +60,11 @@ def mirror_combinations(axes) -> list:
 @torch.inference_mode()
 def predict_logits(networks, data: torch.Tensor, patch, num_classes: int, mirror_axes=(), batch_size=1,
                    compute_device="cpu", results_device="cpu", autocast=False, progress=None,
-                   logits_dtype=torch.float32, pad_last_batch=None) -> torch.Tensor:
+                   logits_dtype=torch.float32) -> torch.Tensor:
     """Gaussian-weighted average of all tiles (and flips, and folds) -> (C, *spatial) in `logits_dtype`.
 
     float16 halves the largest buffer (16 logit channels on the target grid: 6 GB instead of 12 for a
     512 x 512 x 600 CT), which is what nnU-Net itself accumulates in; the weights stay float32.
-    pad_last_batch (default: on a GPU) fills a short last batch with copies of its last tile so that
-    cuDNN's autotuner (benchmark mode) does not tune a second batch shape for a handful of tiles.
     """
     data, unpad = pad_to_patch(data, patch)
     spatial = data.shape[1:]
@@ -76,20 +74,16 @@ def predict_logits(networks, data: torch.Tensor, patch, num_classes: int, mirror
     weight = torch.zeros(spatial, dtype=torch.float32, device=results_device)
     flips = mirror_combinations(mirror_axes)
     scale = 1.0 / (len(flips) * len(networks))
-    pad_last = torch.device(compute_device).type == "cuda" if pad_last_batch is None else pad_last_batch
     for b in range(0, len(starts), batch_size):
         batch_starts = starts[b:b + batch_size]
         slicers = [tuple(slice(s, s + p) for s, p in zip(st, patch)) for st in batch_starts]
         tiles = torch.stack([data[(slice(None), *sl)] for sl in slicers]).to(compute_device, non_blocking=True)
-        n = len(slicers)
-        if pad_last and b and n < batch_size:  # keep the batch shape: cuDNN would autotune a new one
-            tiles = torch.cat([tiles, tiles[-1:].expand(batch_size - n, *tiles.shape[1:])])
         acc = None
         with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
             for net in networks:
                 for axes in flips:
                     x = torch.flip(tiles, axes) if axes else tiles
-                    y = net(x)[:n]
+                    y = net(x)
                     y = torch.flip(y, axes) if axes else y
                     acc = y.float() if acc is None else acc + y.float()
         acc = (acc * scale).to(results_device) * gauss
