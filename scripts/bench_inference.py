@@ -212,6 +212,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tta", default="both", help="0, 1 or both")
     ap.add_argument("--device", default="cuda" if os.environ.get("BENCH_DEVICE") == "cuda" else "cpu")
     ap.add_argument("--skip-files", action="store_true", help="skip nnU-Net's multi-process predict_from_files")
+    ap.add_argument("--no-phases", action="store_true", help="skip nnU-Net's phase-by-phase run (its time split)")
     ap.add_argument("--net-batches", default="", help="also time the network alone at these batch sizes (e.g. 1,8)")
     ap.add_argument("--target-shape", default="", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path)
@@ -237,7 +238,8 @@ def main(argv=None) -> int:
         (single / case.name).symlink_to(case.resolve())
         case = single / case.name
         ttas = {"0": [False], "1": [True], "both": [False, True]}[args.tta]
-        kinds = [k for k in CONTENDERS if not (args.skip_files and k == "nnunet_files")]
+        kinds = [k for k in CONTENDERS if not (args.skip_files and k == "nnunet_files")
+                 and not (args.no_phases and k == "nnunet_phases")]
         rows, summary = [], {}
         for tta in ttas:
             results = {}
