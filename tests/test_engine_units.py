@@ -248,3 +248,30 @@ def test_host_memory_estimate_covers_a_real_model_on_the_cpu(tmp_path, batch):
     used = m["peak_rss_bytes"] - m["rss_before_cases_bytes"]
     estimate = m["host_estimate_bytes"]["small.nii.gz"]
     assert used <= estimate <= 2 * used, (used / 2**30, estimate / 2**30)
+
+
+def test_bench_verdicts_hold_the_issue_bars():
+    """The benchmark's table against the issue's targets: right bars per device, no verdict after a fallback."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_inference import verdicts
+
+    def summary(speed, rss, window, mode="gpu", agree=0.999, dice=0.99):
+        ours = {"wall": 10.0, "peak_rss_gib": 1.0, "network": 2.0 * window, "mode": mode,
+                "network_only": [{"net_only": 2.0, "batch": 4}]}
+        base = {"wall": 10.0 * speed, "peak_rss_gib": 1.0 / rss}
+        return {"results": {"ours": ours, "nnunet_sequential": base}, "agreement": agree, "dice": {6: dice}}
+
+    rows = {r[0]: r for r in verdicts({"tta_0": summary(9, 0.4, 1.1), "tta_1": summary(3.9, 0.4, 1.3)}, "cuda")}
+    met = {k.split(" (")[0]: v[3] for k, v in rows.items()}
+    assert met["TTA off: speed vs predict_from_files_sequential"] is True        # 9x >= 8x
+    assert met["TTA on: speed vs predict_from_files_sequential"] is False        # 3.9x < 4x
+    assert met["TTA off: peak RSS vs nnU-Net's"] is True                         # 0.4 <= 0.5
+    assert met["TTA off: sliding window / network alone"] is True                # 1.1 <= 1.2
+    assert met["TTA on: sliding window / network alone"] is False                # 1.3 > 1.2
+    cpu = {r[0].split(" (")[0]: r[3] for r in verdicts({"tta_0": summary(1.6, 0.8, 1.5, mode="cpu")}, "cpu")}
+    assert cpu["TTA off: speed vs predict_from_files_sequential"] is True        # CPU bar 1.5x
+    assert cpu["TTA off: sliding window / network alone"] is None                # no CPU bar
+    fell_back = verdicts({"tta_0": summary(9, 0.4, 5.0, mode="GPU out of memory: stitched on the CPU")}, "cuda")
+    assert [r[3] for r in fell_back if "sliding window" in r[0]] == [None]
+    bad = {r[0].split(" (")[0]: r[3] for r in verdicts({"tta_0": summary(9, 0.4, 1.0, agree=0.99, dice=0.97)}, "cuda")}
+    assert bad["TTA off: voxel agreement"] is False and bad["TTA off: lowest Dice"] is False
