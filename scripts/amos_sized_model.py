@@ -20,13 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from organiser_run import AMOS_CASE_SHAPE, AMOS_CASE_SPACING  # the case size verify-load scales to
+
 LABELS = {"background": 0, "spleen": 1, "right kidney": 2, "left kidney": 3, "gall bladder": 4,
           "esophagus": 5, "liver": 6, "stomach": 7, "aorta": 8, "postcava": 9, "pancreas": 10,
           "right adrenal gland": 11, "left adrenal gland": 12, "duodenum": 13, "bladder": 14,
           "prostate/uterus": 15}
 PATCH = [64, 160, 192]
 TARGET_SPACING = [2.0, 0.7, 0.7]
-CASE_SPACING_XYZ = (0.7, 0.7, 2.5)
+CASE_SPACING_XYZ = tuple(AMOS_CASE_SPACING[::-1])
 FEATURES = [32, 64, 128, 256, 320, 320]
 STRIDES = [[1, 1, 1], [1, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]
 # AMOS-like CT foreground intensities (HU): what CTNormalization clips to and standardises with
@@ -56,8 +58,8 @@ def plans() -> dict:
     probs = {"is_seg": False, "order": 1, "order_z": 0, "force_separate_z": None}
     return {
         "dataset_name": "Dataset901_AMOSSized", "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [2.5, 0.7, 0.7],
-        "original_median_shape_after_transp": [160, 512, 512],
+        "original_median_spacing_after_transp": list(AMOS_CASE_SPACING),
+        "original_median_shape_after_transp": list(AMOS_CASE_SHAPE),
         "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2],
         "transpose_backward": [0, 1, 2],
         "configurations": {"3d_fullres": {
@@ -111,7 +113,7 @@ def write_model(out: Path, seed: int = 0) -> int:
     return sum(v.numel() for v in net.parameters())
 
 
-def ct_like(slices: int, size: int = 512, seed: int = 0) -> np.ndarray:
+def ct_like(slices: int, size: int = AMOS_CASE_SHAPE[2], seed: int = 0) -> np.ndarray:
     """int16 (z, y, x) volume: air, an elliptic body of soft tissue, organs, bone, noise."""
     rng = np.random.default_rng(seed)
     z, y, x = np.ogrid[:slices, :size, :size]
@@ -131,7 +133,7 @@ def ct_like(slices: int, size: int = 512, seed: int = 0) -> np.ndarray:
     return np.clip(vol + noise, -1024, 3071).astype(np.int16)
 
 
-def write_case(path: Path, slices: int, seed: int = 0, size: int = 512) -> None:
+def write_case(path: Path, slices: int, seed: int = 0, size: int = AMOS_CASE_SHAPE[2]) -> None:
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(ct_like(slices, size, seed=seed))
@@ -146,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, help="model folder to write")
     ap.add_argument("--cases", type=Path, help="folder for the cases (amos_sized_<slices>.nii.gz)")
-    ap.add_argument("--slices", default="160", help="comma-separated slice counts, e.g. 160,600")
-    ap.add_argument("--size", type=int, default=512, help="in-plane voxels (smaller only for a dry run on a CPU)")
+    ap.add_argument("--slices", default=str(AMOS_CASE_SHAPE[0]), help="comma-separated slice counts, e.g. 160,600")
+    ap.add_argument("--size", type=int, default=AMOS_CASE_SHAPE[2], help="in-plane voxels (smaller only for a dry run on a CPU)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if not args.model and not args.cases:

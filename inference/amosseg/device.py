@@ -5,6 +5,7 @@ must say plainly whether the container saw a GPU at all (their `--gpus 0` may hi
 """
 from __future__ import annotations
 
+import math
 import os
 
 import torch
@@ -53,19 +54,12 @@ def default_batch_size(networks, patch_size, device: torch.device) -> int:
     TorchScript model exposes none, and is assumed to start with 32 features."""
     if device.type == "cuda":
         return 4
-    return max(1, min(4, CPU_BATCH_BUDGET // (_voxels(patch_size) * stem_features(networks))))
+    return max(1, min(4, CPU_BATCH_BUDGET // (math.prod(patch_size) * stem_features(networks))))
 
 
 def stem_features(networks) -> int:
     """Output channels of the first 3-D convolution: what sizes a UNet's largest activations."""
     return next((p.shape[0] for net in networks for p in net.parameters() if p.ndim == 5), 32)
-
-
-def _voxels(patch_size) -> int:
-    voxels = 1
-    for n in patch_size:
-        voxels *= int(n)
-    return voxels
 
 
 # Host bytes of activations per (tile x patch voxel x stem feature) on the CPU in inference mode,
@@ -77,4 +71,4 @@ ACTIVATION_BYTES = 32
 
 def cpu_activation_bytes(networks, patch_size, batch: int) -> int:
     """Peak activation memory of one forward on the CPU (for the host-memory admission check)."""
-    return batch * _voxels(patch_size) * stem_features(networks) * ACTIVATION_BYTES
+    return batch * math.prod(patch_size) * stem_features(networks) * ACTIVATION_BYTES
