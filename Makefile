@@ -42,53 +42,54 @@ help: ## list targets and variables
 check-teamname: ## refuse a TEAMNAME that is not lowercase letters only (before Docker is touched)
 	@[[ "$(TEAMNAME)" =~ ^[a-z]+$$ ]] || { echo "error: TEAMNAME='$(TEAMNAME)' must be lowercase letters only (a-z), e.g. make build TEAMNAME=myteam" >&2; exit 2; }
 
-$(VENV)/.stamp: requirements-dev.txt requirements-dev-nodeps.txt inference/requirements.txt inference/requirements-nodeps.txt
+$(VENV)/.stamp: pyproject.toml requirements-dev.txt requirements-dev-nodeps.txt inference/requirements.txt inference/requirements-nodeps.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q torch==$(TORCH_HOST_VERSION)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	$(VENV)/bin/pip install -q --no-deps -r requirements-dev-nodeps.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.stamp ## host virtualenv with the tools' pinned dependencies (quick when unchanged)
 
 samples: $(VENV)/.stamp ## write SAMPLES synthetic CT cases to samples/images and samples/labels
-	$(PY) scripts/make_samples.py --out samples --count $(SAMPLES)
+	$(PY) -m amoskit.data.samples --out samples --count $(SAMPLES)
 
 train-demo: $(VENV)/.stamp ## train the built-in demo model on synthetic phantoms into WEIGHTS (under 30 min on 2 CPU cores)
-	$(PY) scripts/train_demo.py --out $(WEIGHTS)
+	$(PY) -m amoskit.data.train_demo --out $(WEIGHTS)
 
 evaluate-demo: $(VENV)/.stamp ## per-organ Dice of the model in WEIGHTS on held-out phantoms, through run_inference.py
-	$(PY) scripts/evaluate_demo.py --model $(WEIGHTS)
+	$(PY) -m amoskit.data.evaluate_demo --model $(WEIGHTS)
 
 base-image: ## build LOCAL_BASE_IMAGE (Debian bookworm + Python 3.11) with debootstrap: no registry needed
-	scripts/base_image.sh $(LOCAL_BASE_IMAGE)
+	docker/base_image.sh $(LOCAL_BASE_IMAGE)
 
 wheelhouse: $(VENV)/.stamp ## download torch TORCH_VERSION + inference requirements as wheels into WHEELHOUSE (default wheelhouse/)
-	scripts/make_wheelhouse.sh $(or $(WHEELHOUSE),wheelhouse) $(TORCH_VERSION) '$(TORCH_INDEX_URL)' $(PY)
+	docker/make_wheelhouse.sh $(or $(WHEELHOUSE),wheelhouse) $(TORCH_VERSION) '$(TORCH_INDEX_URL)' $(PY)
 
 build: check-teamname $(VENV)/.stamp ## build the image TEAMNAME:VERSION and TEAMNAME:latest (both stages) and print its table
-	$(PY) scripts/build_image.py --teamname '$(TEAMNAME)' --task '$(TASK)' --version '$(VERSION)' \
+	$(PY) -m amoskit.verbs.build --teamname '$(TEAMNAME)' --task '$(TASK)' --version '$(VERSION)' \
 	    --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' --torch-index-url '$(TORCH_INDEX_URL)' \
 	    --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
 
 run: check-teamname $(VENV)/.stamp ## run TEAMNAME:latest on INPUT into OUTPUT exactly as the organisers do
-	$(PY) scripts/run_image.py --image '$(TEAMNAME):latest' --input '$(INPUT)' --output '$(OUTPUT)'
+	$(PY) -m amoskit.verbs.run --image '$(TEAMNAME):latest' --input '$(INPUT)' --output '$(OUTPUT)'
 
 package: check-teamname $(VENV)/.stamp ## save the image as DIST/TEAMNAME-TASK.tar.gz
-	$(PY) scripts/package.py --teamname $(TEAMNAME) --task $(TASK) --dist $(DIST)
+	$(PY) -m amoskit.verbs.package --teamname $(TEAMNAME) --task $(TASK) --dist $(DIST)
 
 verify-load: check-teamname $(VENV)/.stamp ## load DIST/TEAMNAME-TASK.tar.gz afresh and run it on INPUT like the organisers
-	$(PY) scripts/verify_load.py $(DIST)/$(TEAMNAME)-$(TASK).tar.gz --teamname $(TEAMNAME) --samples $(INPUT) --labels $(LABELS)
+	$(PY) -m amoskit.verbs.verify_load $(DIST)/$(TEAMNAME)-$(TASK).tar.gz --teamname $(TEAMNAME) --samples $(INPUT) --labels $(LABELS)
 
 validate: $(VENV)/.stamp ## check OUTPUT against INPUT (names, geometry, labels) and score it against LABELS
-	$(PY) scripts/validate_outputs.py $(INPUT) $(OUTPUT) $(LABELS)
+	$(PY) -m amoskit.verbs.validate $(INPUT) $(OUTPUT) $(LABELS)
 
 # The offline fallback of make demo: a local debootstrap base, a wheelhouse of the host's torch.
 FALLBACK_VARS := BASE_IMAGE=$(LOCAL_BASE_IMAGE) WHEELHOUSE=$(or $(WHEELHOUSE),wheelhouse) \
                  TORCH_VERSION=$(TORCH_HOST_VERSION) TORCH_INDEX_URL=
 
 demo: check-teamname setup samples ## the whole job on the demo model and sample cases: build, run, package, verify-load
-	@if $(PY) scripts/build_image.py --check-base --base-image '$(BASE_IMAGE)'; then \
+	@if $(PY) -m amoskit.verbs.build --check-base --base-image '$(BASE_IMAGE)'; then \
 	    $(MAKE) --no-print-directory build; \
 	else \
 	    echo; \
@@ -105,13 +106,13 @@ test: $(VENV)/.stamp ## run the tests (REQUIRE_DOCKER=1: no Docker engine is a f
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench-inference: $(VENV)/.stamp ## time this engine against nnU-Net's own predictor on the same model and case
-	$(PY) scripts/bench_inference.py --model $(WEIGHTS)
+	$(PY) -m amoskit.bench.inference --model $(WEIGHTS)
 
 bench-package: check-teamname $(VENV)/.stamp ## time make package against the organisers' docker save piped into gzip
-	$(PY) scripts/bench_package.py --teamname $(TEAMNAME) --variants isal:auto,pigz:2 --repeat 3
+	$(PY) -m amoskit.bench.package --teamname $(TEAMNAME) --variants isal:auto,pigz:2 --repeat 3
 
 bench-build: check-teamname $(VENV)/.stamp ## time a cold build and a rebuild after a one-file code change (ratio, rebuilt layers)
-	$(PY) scripts/bench_build.py --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \
+	$(PY) -m amoskit.bench.build --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \
 	    --torch-index-url '$(TORCH_INDEX_URL)' --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
 
 clean: ## remove what make run / package / samples / test wrote (output/, dist/, samples/, caches); keeps wheelhouse/ and images

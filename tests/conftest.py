@@ -16,15 +16,19 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPTS = REPO / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-
-import docker_env  # noqa: E402
+from amoskit import REPO
+from amoskit.daemon import connect as docker_env
 
 # the interpreter running pytest (make test: .venv) also runs the tools: a scratch venv with
 # another torch tests itself
 PY = sys.executable
+
+
+def tool(module: str) -> list[str]:
+    """The command line that runs one of the host tools (`python -m amoskit...`) with PY."""
+    return [PY, "-m", module]
+
+
 REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
 TEST_TEAMNAME = "testteam"
 TEST_TORCH_VERSION = "2.13.0"  # the local CPU wheel (never a multi-GB CUDA build in tests)
@@ -163,9 +167,9 @@ def built_image(docker_client, local_base_image, wheelhouse_dir, tmp_path_factor
 
 @pytest.fixture(scope="session")
 def sample_cases(tmp_path_factory):
-    """A folder with images/ and labels/: 2 synthetic CT cases from scripts/make_samples.py."""
+    """A folder with images/ and labels/: 2 synthetic CT cases from amoskit.data.samples."""
     out = tmp_path_factory.mktemp("samples")
-    run_logged([PY, str(SCRIPTS / "make_samples.py"), "--out", str(out), "--count", "2"],
+    run_logged([*tool("amoskit.data.samples"), "--out", str(out), "--count", "2"],
                tmp_path_factory.mktemp("logs") / "samples.log")
     assert sorted(p.name for p in (out / "images").iterdir()), "make_samples.py wrote no images"
     return out

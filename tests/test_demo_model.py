@@ -7,8 +7,7 @@ import torch
 
 from engine_helpers import REPO, WEIGHTS, dice, labels_of, run_engine
 
-sys.path.insert(0, str(REPO / "scripts"))
-from make_samples import make_samples  # noqa: E402
+from amoskit.data.samples import make_samples
 
 pytestmark = [pytest.mark.samples, pytest.mark.inference]
 
@@ -24,8 +23,7 @@ def test_checkpoint_is_nnunet_shaped_and_small():
 
 
 def test_loads_unmodified_in_nnunet_predictor():
-    sys.path.insert(0, str(REPO / "scripts"))
-    from nnunet_reference import make_predictor
+    from amoskit.bench.nnunet_reference import make_predictor
     pred = make_predictor(WEIGHTS, (0,), tta=True)
     assert pred.trainer_name == "nnUNetTrainer"
     assert pred.label_manager.num_segmentation_heads == 16

@@ -15,9 +15,8 @@ import SimpleITK as sitk
 
 from engine_helpers import REPO, WEIGHTS, dice, labels_of, require_shared_ct, run_engine
 
-sys.path.insert(0, str(REPO / "scripts"))
-from nnunet_reference import predict_files  # noqa: E402
-from phantoms import make_phantom  # noqa: E402
+from amoskit.bench.nnunet_reference import predict_files
+from amoskit.data.phantoms import make_phantom
 
 pytestmark = [pytest.mark.agreement, pytest.mark.inference]
 

@@ -8,10 +8,8 @@ import torch
 
 from engine_helpers import REPO, WEIGHTS, labels_of, run_engine
 
-sys.path.insert(0, str(REPO / "inference"))
-sys.path.insert(0, str(REPO / "scripts"))
-from amosseg.model import load_model  # noqa: E402
-from make_samples import make_samples  # noqa: E402
+from amosseg.model import load_model
+from amoskit.data.samples import make_samples
 
 pytestmark = [pytest.mark.engine, pytest.mark.inference]
 

@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import PY, SCRIPTS
+from conftest import PY, tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.packaging, pytest.mark.verify]
 
@@ -41,12 +41,12 @@ def run(cmd: list, timeout: float = 1800, **kw) -> subprocess.CompletedProcess:
 
 
 def package(team: str, dist: Path, *extra) -> subprocess.CompletedProcess:
-    return run([PY, SCRIPTS / "package.py", "--teamname", team, "--task", TASK, "--dist", dist,
+    return run([*tool("amoskit.verbs.package"), "--teamname", team, "--task", TASK, "--dist", dist,
                 *extra])
 
 
 def verify(tarball: Path, team: str, *extra, timeout: float = 3000) -> tuple[int, dict, str]:
-    proc = run([PY, SCRIPTS / "verify_load.py", tarball, "--teamname", team, *extra],
+    proc = run([*tool("amoskit.verbs.verify_load"), tarball, "--teamname", team, *extra],
                timeout=timeout)
     verdict = tarball.with_name(tarball.name.replace(".tar.gz", ".verify.json"))
     data = json.loads(verdict.read_text()) if verdict.exists() else {}
@@ -216,7 +216,7 @@ def test_package_refuses_a_missing_image(docker_client, tmp_path):
 
 
 def test_sigint_during_package_leaves_no_file(packaged, tmp_path):
-    proc = subprocess.Popen([PY, str(SCRIPTS / "package.py"), "--teamname", packaged.team,
+    proc = subprocess.Popen([*tool("amoskit.verbs.package"), "--teamname", packaged.team,
                              "--dist", str(tmp_path)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

@@ -10,10 +10,10 @@ import subprocess
 
 import pytest
 
-from conftest import PY, SCRIPTS
+from conftest import PY, tool
 
-import organiser_run
-import parallel_gzip
+from amoskit.daemon import organiser_run
+from amoskit.tarball import compress as parallel_gzip
 
 pytestmark = pytest.mark.packaging
 
@@ -23,7 +23,7 @@ DATA = (b"layer.tar " * 90_000 + os.urandom(700_001) + bytes(300_000)) * 2
 
 
 def package_cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, str(SCRIPTS / "package.py"), *args], capture_output=True,
+    return subprocess.run([*tool("amoskit.verbs.package"), *args], capture_output=True,
                           text=True, env={**os.environ, **(env or {})})
 
 

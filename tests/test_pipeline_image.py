@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import image_report
+from amoskit.image import report as image_report
 from conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.pipeline]
@@ -164,7 +164,7 @@ def test_secret_scan_finds_a_leak_in_a_thin_layer(docker_client, built_image, tm
 def test_size_within_two_percent_of_its_parts(docker_client, built_image):
     weights = Path(built_image.weights_dir)
     code = REPO / "inference"
-    import build_context
+    from amoskit.image import build_context
     matcher = build_context.ignore_matcher()
     sizes = {"weights": sum(p.stat().st_size for p, _ in build_context.selected_files(weights, "weights", matcher)),
              "inference": sum(p.stat().st_size for p, _ in build_context.selected_files(code, "inference", matcher))}

@@ -172,7 +172,7 @@ def test_private_key_under_an_innocent_name_refused(tmp_path):
     code.mkdir()
     (code / "run_inference.py").write_text("print('ok')\n")
     (weights / "notes.txt").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")
-    import build_context
+    from amoskit.image import build_context
     with pytest.raises(build_context.ContextError, match=re.escape(str(weights / "notes.txt"))):
         build_context.runtime_context(tmp_path, weights, code)
     (weights / "notes.txt").unlink()
@@ -193,5 +193,9 @@ def test_every_phony_target_is_defined_and_documented():
     for target in phony:
         rule = re.search(rf"^{re.escape(target)}:[^\n]*## ", text, re.M)
         assert rule, f"make {target} has no rule with a ## help line"
-    for script in set(re.findall(r"scripts/[\w.]+\.(?:py|sh)", text)):
+    for script in set(re.findall(r"(?:scripts|docker)/[\w.]+\.sh", text)):
         assert (REPO / script).is_file(), f"the Makefile calls {script}, which does not exist"
+    modules = set(re.findall(r"-m (amoskit[\w.]+)", text))
+    assert modules, "the Makefile calls no host tool module"
+    for module in modules:
+        assert (REPO / (module.replace(".", "/") + ".py")).is_file(), f"the Makefile runs {module}, which does not exist"

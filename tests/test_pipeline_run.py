@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import run_image
+from amoskit.verbs import run as run_image
 from conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.pipeline]
@@ -223,7 +223,7 @@ def test_exit_status_is_the_containers(built_image, tmp_path):
     inp = tmp_path / "in"
     inp.mkdir()
     (inp / "broken.nii.gz").write_bytes(b"")
-    proc = subprocess.run([str(REPO / ".venv/bin/python"), str(REPO / "scripts/run_image.py"),
+    proc = subprocess.run([str(REPO / ".venv/bin/python"), "-m", "amoskit.verbs.run",
                            "--image", built_image.tag, "--input", str(inp), "--output", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=1800)
     status = [ln for ln in proc.stdout.splitlines() if "container exit status" in ln]

@@ -8,32 +8,33 @@ from pathlib import Path
 import pytest
 from docker.types import DeviceRequest
 
-import build_context
-import image_report
-import run_image
+from amoskit.image import build_context
+from amoskit.image import report as image_report
+from amoskit import contract
+from amoskit.verbs import run as run_image
 from conftest import REPO
 
 pytestmark = pytest.mark.pipeline
 
 
-def test_gpu_settings_with_nvidia_runtime():
-    assert run_image.gpu_settings(["runc", "nvidia"]) == {
-        "runtime": "nvidia",
-        "environment": {"NVIDIA_VISIBLE_DEVICES": "all"},
-        "device_requests": [{"Driver": "", "Count": -1, "DeviceIDs": [],
-                             "Capabilities": [["gpu"]], "Options": {}}],
-    }
-    assert isinstance(run_image.gpu_settings({"nvidia": {}})["device_requests"][0], DeviceRequest)
+def test_gpu_settings_with_nvidia_runtime(tmp_path):
+    s = run_image.container_settings("t:latest", tmp_path, tmp_path / "o", 4, ["runc", "nvidia"])
+    assert s["runtime"] == "nvidia" and s["environment"] == {"NVIDIA_VISIBLE_DEVICES": "all"}
+    assert s["device_requests"] == [{"Driver": "", "Count": -1, "DeviceIDs": [],
+                                     "Capabilities": [["gpu"]], "Options": {}}]
+    assert isinstance(s["device_requests"][0], DeviceRequest)
 
 
 @pytest.mark.parametrize("runtimes", [[], ["runc"], {"io.containerd.runc.v2": {}, "runc": {}}, None])
-def test_no_gpu_settings_without_nvidia_runtime(runtimes):
-    assert run_image.gpu_settings(runtimes) == {}
+def test_no_gpu_settings_without_nvidia_runtime(runtimes, tmp_path):
+    s = run_image.container_settings("t:latest", tmp_path, tmp_path / "o", 4, runtimes)
+    assert "runtime" not in s and "device_requests" not in s and s["environment"] == {}
 
 
 @pytest.mark.parametrize("host, quota", [(1, 1e9), (2, 2e9), (4, 4e9), (16, 4e9), (0, 1e9)])
-def test_cpu_quota_is_four_cpus_or_what_the_host_has(host, quota):
-    assert run_image.nano_cpus(host) == int(quota)
+def test_cpu_quota_is_four_cpus_or_what_the_host_has(host, quota, tmp_path):
+    assert run_image.container_settings("t:latest", tmp_path, tmp_path, host, [])["nano_cpus"] == int(quota)
+    assert contract.ServerLimits.on_host(host).cpu_quota == int(quota) // 10_000
 
 
 def test_container_settings_match_the_organisers_command(tmp_path):

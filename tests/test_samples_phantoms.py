@@ -8,9 +8,8 @@ import SimpleITK as sitk
 
 from engine_helpers import REPO
 
-sys.path.insert(0, str(REPO / "scripts"))
-from make_samples import make_samples  # noqa: E402
-from phantoms import DEFAULT_SCALE, make_phantom  # noqa: E402
+from amoskit.data.samples import make_samples
+from amoskit.data.phantoms import DEFAULT_SCALE, make_phantom
 
 pytestmark = pytest.mark.samples
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-import throwaway_daemon
+from amoskit.daemon import throwaway as throwaway_daemon
 
 pytestmark = [pytest.mark.docker, pytest.mark.verify]
 

@@ -7,16 +7,18 @@ import gzip
 import io
 import json
 import os
+import shlex
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from conftest import PY, SCRIPTS
+from conftest import PY, tool
 
-import image_tarball as it
-import organiser_run as orun
+from amoskit.tarball import reader as it
+from amoskit import contract
+from amoskit.daemon import organiser_run as orun
 
 pytestmark = pytest.mark.verify
 
@@ -133,6 +135,10 @@ def test_organisers_line_is_the_guides_line():
     assert "--runtime=nvidia" not in no_gpu and "--gpus" not in no_gpu and "0" not in no_gpu
     assert no_gpu[:3] == ["docker", "run", "--rm"] and no_gpu[-3:] == ["team", "python",
                                                                           "run_inference.py"]
+    guide = shlex.split(contract.GUIDE_LINE.replace("LOCAL_PATH_INPUT", "/in")
+                        .replace("LOCAL_PATH_OUTPUT", "/out").replace("TEAMNAME", "team"))
+    # the one value renders the submission guide's line word for word
+    assert orun.organisers_command("team", Path("/in"), Path("/out"), nvidia=True) == guide
 
 
 @pytest.mark.parametrize("host,quota", [(2, 200_000), (4, 400_000), (64, 400_000)])
@@ -156,7 +162,7 @@ def test_device_line_parsing():
 
 
 def verify_cli(tarball: Path, *extra) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, str(SCRIPTS / "verify_load.py"), str(tarball), "--teamname",
+    return subprocess.run([*tool("amoskit.verbs.verify_load"), str(tarball), "--teamname",
                            "testteam", *extra], capture_output=True, text=True,
                           env={**os.environ, "DOCKER_HOST": "unix:///nonexistent/docker.sock"})
 
@@ -185,7 +191,7 @@ def test_verify_load_fails_on_unusable_files_with_the_reason(tmp_path, content, 
 
 
 def test_verify_load_refuses_a_bad_teamname_first(tmp_path):
-    proc = subprocess.run([PY, str(SCRIPTS / "verify_load.py"), str(tmp_path / "x.tar.gz"),
+    proc = subprocess.run([*tool("amoskit.verbs.verify_load"), str(tmp_path / "x.tar.gz"),
                            "--teamname", "Team-1"], capture_output=True, text=True)
     assert proc.returncode == 2 and "TEAMNAME='Team-1'" in proc.stderr
 

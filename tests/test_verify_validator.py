@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import PY, SCRIPTS
+from conftest import PY, tool
 
-import validate_outputs as vo
+from amoskit.verbs import validate as vo
 
 pytestmark = pytest.mark.verify
 
@@ -68,7 +68,7 @@ def folders(tmp_path):
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, str(SCRIPTS / "validate_outputs.py"), *map(str, args)],
+    return subprocess.run([*tool("amoskit.verbs.validate"), *map(str, args)],
                           capture_output=True, text=True, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
 
 
@@ -188,7 +188,7 @@ def test_cli_refuses_a_missing_input_folder(tmp_path):
 
 def test_cli_writes_json_report(folders, tmp_path):
     js = tmp_path / "report.json"
-    proc = subprocess.run([PY, str(SCRIPTS / "validate_outputs.py"), str(folders / "input"),
+    proc = subprocess.run([*tool("amoskit.verbs.validate"), str(folders / "input"),
                            str(folders / "output"), str(folders / "labels"), "--json", str(js)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,5 @@
-"""amosseg: the segmentation engine inside the submission image (public functions only)."""
-from .network import build_network, UnsupportedModel
+"""amosseg: the segmentation engine inside the submission image.
 
-__all__ = ["build_network", "UnsupportedModel"]
+Importing the package imports nothing else: the torch-free parts (e.g. the model-folder
+description) are read by the host tools too, whose environment need not have torch.
+"""

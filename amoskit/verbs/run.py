@@ -16,18 +16,12 @@ import time
 from pathlib import Path
 
 from docker.errors import ImageNotFound
-from docker.types import DeviceRequest
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import docker_env  # noqa: E402
+from amoskit import contract
+from amoskit.daemon import connect as docker_env
 
-INPUT_MOUNT = "/workspace/input"
-OUTPUT_MOUNT = "/workspace/output"
-COMMAND = ["python", "run_inference.py"]
-CPUS = 4             # the organisers' server: 4 CPUs ...
-MEMORY = "30g"       # ... and 30 GB of memory
 console = Console(highlight=False)
 
 
@@ -52,44 +46,15 @@ def check_folders(input_dir: str | os.PathLike, output_dir: str | os.PathLike) -
     return inp, out
 
 
-def gpu_settings(runtimes) -> dict:
-    """Container settings that give it the GPUs; {} without the NVIDIA runtime.
-
-    Their line is `--runtime=nvidia -e NVIDIA_VISIBLE_DEVICES=all --gpus 0`. A device request of
-    count 0 (`--gpus 0`) makes recent engines set NVIDIA_VISIBLE_DEVICES=void, i.e. no GPU, while
-    their server is meant to give the one RTX 3090; so this asks for every GPU (count -1, as
-    `--gpus all`), next to the same runtime and environment (see verify-load for their exact line)."""
-    if "nvidia" not in set(runtimes or ()):
-        return {}
-    return {"runtime": "nvidia",
-            "environment": {"NVIDIA_VISIBLE_DEVICES": "all"},
-            "device_requests": [DeviceRequest(count=-1, capabilities=[["gpu"]])]}
-
-
-def nano_cpus(host_cpus: int, wanted: int = CPUS) -> int:
-    """CPU quota for `wanted` CPUs, capped at what the host has (the engine refuses more)."""
-    return int(min(wanted, max(host_cpus, 1)) * 1_000_000_000)
-
-
 def container_settings(image: str, input_dir: Path, output_dir: Path, host_cpus: int,
-                       runtimes, command=COMMAND) -> dict:
-    """Keyword arguments for `client.containers.create` that reproduce the organisers' run."""
-    settings = {
-        "image": image,
-        "command": list(command),
-        "user": "root",
-        "ipc_mode": "host",
-        "network_mode": "none",
-        "nano_cpus": nano_cpus(host_cpus),
-        "mem_limit": MEMORY,
-        "volumes": {str(input_dir): {"bind": INPUT_MOUNT, "mode": "ro"},
-                    str(output_dir): {"bind": OUTPUT_MOUNT, "mode": "rw"}},
-        "environment": {},
-    }
-    gpu = gpu_settings(runtimes)
-    settings["environment"].update(gpu.pop("environment", {}))
-    settings.update(gpu)
-    return settings
+                       runtimes, command=contract.COMMAND) -> dict:
+    """Keyword arguments for `client.containers.create` that reproduce the organisers' run under
+    the server's limits. With the NVIDIA runtime it asks for every GPU (`--gpus all`): their
+    `--gpus 0` is a request for zero GPUs to Docker, while their server is meant to give its one
+    RTX 3090 (verify-load runs their exact line as well)."""
+    return contract.OrganiserRun(
+        image, input_dir, output_dir, nvidia="nvidia" in set(runtimes or ()), gpus="all",
+        limits=contract.ServerLimits.on_host(host_cpus), command=tuple(command)).sdk()
 
 
 def invoking_user(env=None, uid: int | None = None, gid: int | None = None) -> tuple[int, int]:
@@ -107,9 +72,9 @@ def hand_outputs_to(client, image: str, output_dir: Path, owner: tuple[int, int]
     also works when that user is not root on this host."""
     if owner == (0, 0):
         return
-    client.containers.run(image, ["chown", "-R", f"{owner[0]}:{owner[1]}", OUTPUT_MOUNT],
+    client.containers.run(image, ["chown", "-R", f"{owner[0]}:{owner[1]}", contract.OUTPUT_MOUNT],
                           user="root", network_mode="none", remove=True, entrypoint=[],
-                          volumes={str(output_dir): {"bind": OUTPUT_MOUNT, "mode": "rw"}})
+                          volumes={str(output_dir): {"bind": contract.OUTPUT_MOUNT, "mode": "rw"}})
 
 
 def settings_table(s: dict, gpu: bool, host_cpus: int) -> Table:

@@ -22,61 +22,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-GUIDE_LINE = ("docker run --rm --runtime=nvidia --ipc=host  -e NVIDIA_VISIBLE_DEVICES=all --gpus 0 "
-              "--user root -v LOCAL_PATH_INPUT:/workspace/input/:ro "
-              "-v LOCAL_PATH_OUTPUT:/workspace/output/ TEAMNAME python run_inference.py")
-NVIDIA_ONLY = ("--runtime=nvidia", "--gpus")
-SERVER_CPUS = 4
-SERVER_MEMORY = "30g"
-SERVER_MEMORY_BYTES = 30 * 1024 ** 3
-SERVER_GPU_MEMORY_GB = 24
+from amoskit import contract
+
 LIMITS_UID = 54321                 # any non-root uid without a passwd entry: the harshest case
 METRICS_MOUNT = "/workspace/metrics"
 
 
 def organisers_command(team: str, input_dir: Path, output_dir: Path, nvidia: bool) -> list[str]:
     """The guide's line with the paths and TEAMNAME filled in; GPU flags only with the runtime."""
-    words = shlex.split(GUIDE_LINE.replace("LOCAL_PATH_INPUT", "{IN}")
-                        .replace("LOCAL_PATH_OUTPUT", "{OUT}").replace("TEAMNAME", "{TEAM}"))
-    out = []
-    skip_next = False
-    for w in words:
-        if skip_next:
-            skip_next = False
-            continue
-        if not nvidia and w.startswith(NVIDIA_ONLY):
-            skip_next = w == "--gpus"
-            continue
-        out.append(w.replace("{IN}", str(input_dir)).replace("{OUT}", str(output_dir))
-                   .replace("{TEAM}", team))
-    return out
-
-
-def cpu_quota(host_cpus: int, wanted: int = SERVER_CPUS, period: int = 100_000) -> tuple[int, int]:
-    """(period, quota) for `wanted` CPUs, capped to the host's (`--cpus 4` fails on 2 cores)."""
-    return period, min(wanted, max(host_cpus, 1)) * period
+    return contract.OrganiserRun(team, input_dir, output_dir, nvidia).cli()
 
 
 def limits_command(team: str, input_dir: Path, output_dir: Path, metrics_dir: Path,
                    nvidia: bool, host_cpus: int, uid: int = LIMITS_UID,
                    cidfile: Path | None = None) -> list[str]:
-    """The server's limits: no network, 4 CPUs as a quota, 30 GB (no swap), 24 GB of GPU
-    memory for the engine, a non-root uid; otherwise the organisers' line."""
-    period, quota = cpu_quota(host_cpus)
-    cmd = ["docker", "run", "--rm"]
-    if nvidia:
-        cmd += ["--runtime=nvidia"]
-    cmd += ["--ipc=host", "-e", "NVIDIA_VISIBLE_DEVICES=all", "--network", "none",
-            "--cpu-period", str(period), "--cpu-quota", str(quota),
-            "--memory", SERVER_MEMORY, "--memory-swap", SERVER_MEMORY,
-            "-e", f"GPU_MEMORY_LIMIT_GB={SERVER_GPU_MEMORY_GB}",
-            "-e", f"METRICS_FILE={METRICS_MOUNT}/metrics.json",
-            "--user", f"{uid}:{uid}"]
-    if cidfile is not None:
-        cmd += ["--cidfile", str(cidfile)]
-    cmd += ["-v", f"{input_dir}:/workspace/input/:ro", "-v", f"{output_dir}:/workspace/output/",
-            "-v", f"{metrics_dir}:{METRICS_MOUNT}/", team, "python", "run_inference.py"]
-    return cmd
+    """The organisers' line under the server's limits (no network, 4 CPUs as a quota, 30 GB, no
+    swap), 24 GB of GPU memory for the engine and a non-root uid. No `--gpus 0` (zero GPUs to
+    Docker): the NVIDIA runtime and NVIDIA_VISIBLE_DEVICES=all give the GPU."""
+    return contract.OrganiserRun(
+        team, input_dir, output_dir, nvidia, gpus=None, user=f"{uid}:{uid}",
+        limits=contract.ServerLimits.on_host(host_cpus),
+        env=(("GPU_MEMORY_LIMIT_GB", str(contract.SERVER_GPU_MEMORY_GB)),
+             ("METRICS_FILE", f"{METRICS_MOUNT}/metrics.json")),
+        mounts=((str(metrics_dir), METRICS_MOUNT),), cidfile=cidfile).cli()
 
 
 DEVICE_RE = re.compile(r"(?:^|[\s\]|])(device:\s.*)$")
@@ -243,11 +211,6 @@ def case_seconds(metrics: dict) -> dict[str, float]:
     return out
 
 
-# An AMOS22 CT case of typical size: (z, y, x) voxels and spacing in mm
-AMOS_CASE_SHAPE = (160, 512, 512)
-AMOS_CASE_SPACING = (2.5, 0.7, 0.7)
-
-
 def amos_sized_estimate(metrics: dict) -> dict | None:
     """Seconds an AMOS-sized case would take, from the sample case with the most voxels at the
     model's spacing, scaled by voxel count (the network's tile count grows with it).
@@ -274,7 +237,7 @@ def amos_sized_estimate(metrics: dict) -> dict | None:
     if best is None:
         return None
     ref = 1.0
-    for n, s, m in zip(AMOS_CASE_SHAPE, AMOS_CASE_SPACING, best["model_spacing"]):
+    for n, s, m in zip(contract.AMOS_CASE_SHAPE, contract.AMOS_CASE_SPACING, best["model_spacing"]):
         ref *= max(1.0, round(n * s / m))
     best["factor"] = ref / best["sample_voxels"]
     best["seconds"] = best["sample_seconds"] * best["factor"]

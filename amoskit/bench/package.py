@@ -25,7 +25,6 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-HERE = Path(__file__).resolve().parent
 TARGET_VS_GZIP = 0.3
 TARGET_VS_SAVE = 1.5
 TARGET_SIZE = 1.12
@@ -40,7 +39,7 @@ def timed_shell(cmd: str) -> float:
 def timed_package(team: str, dist: Path, engine: str, level: str) -> float:
     start = time.monotonic()
     lv = [] if level == "auto" else ["--level", str(level)]
-    subprocess.run([sys.executable, str(HERE / "package.py"), "--teamname", team, "--dist",
+    subprocess.run([sys.executable, "-m", "amoskit.verbs.package", "--teamname", team, "--dist",
                     str(dist), "--engine", engine, *lv, "--quiet"], check=True)
     return time.monotonic() - start
 
@@ -48,8 +47,7 @@ def timed_package(team: str, dist: Path, engine: str, level: str) -> float:
 def first_byte(ref: str) -> tuple[float, float]:
     """(seconds to the first byte, total seconds) of the SDK's save stream, read to nowhere:
     Docker 20.10 exports the whole image to a temp folder before it sends anything."""
-    sys.path.insert(0, str(HERE))
-    import docker_env
+    from amoskit.daemon import connect as docker_env
     client = docker_env.connect()
     start = time.monotonic()
     res = client.api._get(client.api._url("/images/{0}/get", ref), stream=True)

@@ -26,10 +26,9 @@ from rich.panel import Panel
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import build_context  # noqa: E402
-import docker_env  # noqa: E402
-import image_report  # noqa: E402
+from amoskit.image import build_context
+from amoskit.daemon import connect as docker_env
+from amoskit.image import report as image_report
 
 REPO = build_context.REPO
 TEAMNAME_RE = re.compile(r"^[a-z]+$")

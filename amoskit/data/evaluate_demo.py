@@ -20,10 +20,9 @@ import SimpleITK as sitk
 from rich.console import Console
 from rich.table import Table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-from make_samples import make_samples  # noqa: E402
-from phantoms import LABELS  # noqa: E402
+from amoskit import REPO
+from amoskit.data.samples import make_samples
+from amoskit.data.phantoms import LABELS
 
 PASS_MEAN, PASS_MIN = 0.90, 0.75
 

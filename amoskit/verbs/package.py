@@ -23,16 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rich.console import Console  # noqa: E402
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,  # noqa: E402
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
-from rich.table import Table  # noqa: E402
+from rich.table import Table
 
-import parallel_gzip  # noqa: E402
+from amoskit.tarball import compress as parallel_gzip
 
-REPO = Path(__file__).resolve().parent.parent
+from amoskit import REPO
 TEAMNAME_RE = re.compile(r"^[a-z]+$")
 EMAIL_COMFORT_GB = 4.0
 console = Console(stderr=True)
@@ -169,7 +168,7 @@ def summary_table(paths: dict[str, Path], facts: dict, res: dict) -> Table:
 
 def package(team: str, task: str, dist: Path, level: int | None, threads: int | None, engine: str,
             quiet: bool = False) -> dict:
-    import docker_env  # late: TEAMNAME is checked before Docker is touched
+    from amoskit.daemon import connect as docker_env  # late: TEAMNAME is checked before Docker is touched
     from docker.errors import APIError, ImageNotFound
     from requests.exceptions import RequestException
 

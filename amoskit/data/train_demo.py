@@ -25,10 +25,8 @@ from rich.console import Console
 from rich.table import Table
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "inference"))
-from phantoms import DEFAULT_SCALE, LABELS, make_phantom  # noqa: E402
-from amosseg import build_network  # noqa: E402  (public function of the engine)
+from amoskit.data.phantoms import DEFAULT_SCALE, LABELS, make_phantom
+from amosseg.network import build_network
 
 TRAIN_SEEDS = range(1000, 1040)
 VAL_SEEDS = range(2000, 2003)  # monitoring only; the evaluation script uses seeds 9000+ never seen here

@@ -16,8 +16,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from phantoms import DEFAULT_SCALE, make_phantom, write_phantom  # noqa: E402
+from amoskit.data.phantoms import DEFAULT_SCALE, make_phantom, write_phantom
 
 # Deliberately awkward names; seeds 9000+ are never used for training.
 NAMES = ["Patient A.scan-01", "liver.CT.2024", "AbdoMen_003", "x.y.z case", "Case-05.final", "abd_CT.v2",

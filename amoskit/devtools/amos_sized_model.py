@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from organiser_run import AMOS_CASE_SHAPE, AMOS_CASE_SPACING  # the case size verify-load scales to
+from amoskit.contract import AMOS_CASE_SHAPE, AMOS_CASE_SPACING  # the case size verify-load scales to
 
 LABELS = {"background": 0, "spleen": 1, "right kidney": 2, "left kidney": 3, "gall bladder": 4,
           "esophagus": 5, "liver": 6, "stomach": 7, "aorta": 8, "postcava": 9, "pancreas": 10,

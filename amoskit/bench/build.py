@@ -18,10 +18,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import build_context  # noqa: E402
-import build_image  # noqa: E402
-import docker_env  # noqa: E402
+from amoskit.image import build_context
+from amoskit.verbs import build as build_image
+from amoskit.daemon import connect as docker_env
 
 TEAM = "benchbuild"
 TARGET = 0.10

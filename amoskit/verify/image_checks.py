@@ -12,7 +12,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 
-from image_tarball import Entry, Image, fs_kind, merge_layers, resolve_path
+from amoskit.tarball.reader import Entry, Image, fs_kind, merge_layers, resolve_path
 
 TEAMNAME_RE = re.compile(r"^[a-z]+$")
 ENTRYPOINT_PASSTHROUGH = {"/usr/bin/env", "env", "tini", "/usr/bin/tini", "/tini",

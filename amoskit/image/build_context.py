@@ -17,7 +17,7 @@ from pathlib import Path
 
 from docker.utils.build import PatternMatcher
 
-REPO = Path(__file__).resolve().parents[1]
+from amoskit import REPO
 BUILDER_DOCKERFILE = "docker/Dockerfile.build"
 RUNTIME_DOCKERFILE = "docker/Dockerfile.runtime"
 NO_WHEELHOUSE = "docker/no-wheelhouse"

@@ -22,8 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from amoskit import REPO
 
 CONTENDERS = ("ours", "nnunet_sequential", "nnunet_files", "nnunet_phases")
 CHILDREN = (*CONTENDERS, "network_alone")
@@ -79,7 +78,6 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
             env["FORCE_CPU"] = "1"
         sys.argv = ["run_inference.py"]
         os.environ.update(env)
-        sys.path.insert(0, str(REPO / "inference"))
         from amosseg.runner import run
         t0 = time.perf_counter()
         rc = run(REPO / "inference", env)
@@ -93,10 +91,9 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
                 "target_shape": m["cases"][0]["target_shape"],
                 **{k: s.get(k) for k in ("read", "preprocess", "network", "export", "write")}}
     if kind == "network_alone":  # its own process, so that it cannot add to the engine's peak RSS
-        sys.path.insert(0, str(REPO / "inference"))
         return {"rc": 0, "runs": [network_only(model, target_shape, tta, b, device) for b in net_batches]}
     import torch
-    from nnunet_reference import make_predictor, predict_files
+    from amoskit.bench.nnunet_reference import make_predictor, predict_files
     if kind in ("nnunet_sequential", "nnunet_files"):
         t0 = time.perf_counter()
         predict_files(model, [case], out, tta=tta, device=device, sequential=kind == "nnunet_sequential",
@@ -137,7 +134,7 @@ def peak_gpu_gib(device: str) -> float:
 
 
 def spawn(kind, case, model, out, tta, device, net_batches=(), target_shape=()) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--case", str(case), "--model", str(model),
+    cmd = [sys.executable, "-m", "amoskit.bench.inference", "--child", kind, "--case", str(case), "--model", str(model),
            "--out", str(out), "--tta", "1" if tta else "0", "--device", device,
            "--net-batches", ",".join(map(str, net_batches)), "--target-shape", ",".join(map(str, target_shape))]
     t0 = time.perf_counter()
@@ -231,7 +228,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         case = args.case
         if case is None:
-            from make_samples import make_samples
+            from amoskit.data.samples import make_samples
             case = make_samples(tmp / "samples", 1)[0]
         single = tmp / "in"
         single.mkdir()

@@ -24,19 +24,19 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn,  # noqa: E402
+import numpy as np
+from rich.console import Console
+from rich.progress import (BarColumn, DownloadColumn, Progress, SpinnerColumn,
                            TextColumn, TimeElapsedColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 
-import image_checks  # noqa: E402
-import image_tarball  # noqa: E402
-import organiser_run  # noqa: E402
-import validate_outputs  # noqa: E402
-from verify_report import Verdict  # noqa: E402
+from amoskit import contract
+from amoskit.verify import image_checks
+from amoskit.tarball import reader as image_tarball
+from amoskit.daemon import organiser_run
+from amoskit.verbs import validate as validate_outputs
+from amoskit.verify.report import Verdict
 
 console = Console(stderr=True)
 EMAIL = "miccai.amos22@gmail.com"
@@ -151,7 +151,7 @@ def _sha_row(scan_sha, sha_path: Path, tarball: Path, v: Verdict) -> None:
 def load_image(tarball: Path, team: str, img, daemon_mode: str, v: Verdict, stack):
     """Load into a throwaway daemon (or the shared one); returns (client, cli_env) or None."""
     import docker
-    import throwaway_daemon
+    from amoskit.daemon import throwaway as throwaway_daemon
     cli_env = dict(os.environ)
     client = None
     if daemon_mode in ("auto", "throwaway"):
@@ -169,7 +169,7 @@ def load_image(tarball: Path, team: str, img, daemon_mode: str, v: Verdict, stac
                                         f"into the shared engine, where the layers may already "
                                         f"exist")
     if client is None:
-        import docker_env
+        from amoskit.daemon import connect as docker_env
         client, reason = docker_env.try_connect(timeout=3600)
         if client is None:
             v.add(S3, "docker load", "fail", reason)
@@ -311,8 +311,8 @@ def run_checks(team: str, samples: Path, client, cli_env: dict, work: Path, time
     r2.metrics = organiser_run.read_metrics(metrics)
     v.notes.append(f"Server-limits run: `{r2.text}`")
     give_back(client, team, out2)
-    period, quota = organiser_run.cpu_quota(host_cpus)
-    limits = (f"--network none, {quota / period:g} CPUs (quota), 30 GB, GPU_MEMORY_LIMIT_GB=24, "
+    server = contract.ServerLimits.on_host(host_cpus)
+    limits = (f"{server.describe()}, GPU_MEMORY_LIMIT_GB={contract.SERVER_GPU_MEMORY_GB}, "
               f"uid {organiser_run.LIMITS_UID}")
     if r2.returncode == 0:
         v.add(S4, "server limits", "pass", f"exit 0 in {r2.seconds:.1f} s ({limits})",
@@ -332,9 +332,9 @@ def run_checks(team: str, samples: Path, client, cli_env: dict, work: Path, time
                                            f"start-up (no per-case metrics from the engine)")
     est = organiser_run.amos_sized_estimate(r2.metrics)
     if est:
-        where = "on the GPU" if organiser_run.saw_gpu(r2.device) else f"on {quota / period:g} CPUs"
-        shape = "x".join(str(n) for n in reversed(organiser_run.AMOS_CASE_SHAPE))
-        mm = "x".join(f"{s:g}" for s in reversed(organiser_run.AMOS_CASE_SPACING))
+        where = "on the GPU" if organiser_run.saw_gpu(r2.device) else f"on {server.cpus:g} CPUs"
+        shape = "x".join(str(n) for n in reversed(contract.AMOS_CASE_SHAPE))
+        mm = "x".join(f"{s:g}" for s in reversed(contract.AMOS_CASE_SPACING))
         v.add(S4, "AMOS-sized case", "info",
               f"~{est['seconds']:.0f} s per {shape} case ({mm} mm) {where}, estimated: "
               f"{est['factor']:.1f}x the voxels of {est['case']} at the model's spacing; "
@@ -353,7 +353,7 @@ def run_checks(team: str, samples: Path, client, cli_env: dict, work: Path, time
                  if isinstance(c, dict)] if isinstance(r2.metrics, dict) else []
     if any(gpu_peaks):
         gb = max(gpu_peaks) / 1024 ** 3
-        limit = organiser_run.SERVER_GPU_MEMORY_GB
+        limit = contract.SERVER_GPU_MEMORY_GB
         v.add(S4, "peak GPU memory", "pass" if gb <= limit else "fail",
               f"{gb:.2f} GiB of the {limit} GB an RTX 3090 offers", bytes=max(gpu_peaks))
     return {"organisers": (out1, r1), "limits": (out2, r2)}
@@ -410,7 +410,7 @@ def agreement(a: Path, b: Path, names: list[str]) -> float | None:
 
 
 def previews(samples: Path, labels: Path | None, out: Path, dest: Path, v: Verdict) -> None:
-    import preview_png
+    from amoskit.verify import preview as preview_png
     made = []
     for img in validate_outputs.list_cases(samples):
         pred = out / img.name
