@@ -8,8 +8,8 @@ TASK            ?= task1  ## challenge task, part of the tarball name TEAMNAME-T
 VERSION         ?= $(shell cat VERSION)  ## image version tag and OCI label
 BASE_IMAGE      ?= python:3.11-slim-bookworm  ## base of both image stages (needs Python 3.11)
 LOCAL_BASE_IMAGE ?= amosseg-base:bookworm  ## name of the debootstrap base that make base-image builds (offline fallback)
-TORCH_VERSION   ?= 2.7.1  ## torch inside the image (2.7.1+cu118 runs on NVIDIA drivers >= 450.80)
-TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cu118  ## extra pip index torch comes from (empty: PyPI only)
+TORCH_VERSION   ?= $(shell sed -n 's/^IMAGE_TORCH_VERSION = "\(.*\)"/\1/p' amoskit/contract.py)  ## torch inside the image (2.7.1+cu118 runs on NVIDIA drivers >= 450.80)
+TORCH_INDEX_URL ?= $(shell sed -n 's/^IMAGE_TORCH_INDEX_URL = "\(.*\)"/\1/p' amoskit/contract.py)  ## extra pip index torch comes from (empty: PyPI only)
 WHEELHOUSE      ?=  ## folder of wheels for an offline build (make wheelhouse writes wheelhouse/); empty: install online
 WEIGHTS         ?= weights  ## trained nnU-Net v2 model folder copied to /workspace/weights
 INPUT           ?= samples/images  ## folder of *.nii.gz cases that make run segments (mounted read-only)
@@ -37,10 +37,10 @@ help: ## list targets and variables
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  \1|\2/' | column -t -s'|'
 	@echo
 	@echo "Variables (override on the command line, e.g. make build TEAMNAME=myteam):"
-	@grep -hE '^[A-Z_]+ +\?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) +\?= *(.*[^ ]|) *## (.*)/  \1|\3 [default: \2]/' | sed 's/\$$(shell cat VERSION)/the VERSION file/' | column -t -s'|'
+	@grep -hE '^[A-Z_]+ +\?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) +\?= *(.*[^ ]|) *## (.*)/  \1|\3 [default: \2]/' | sed -e 's/\$$(shell cat VERSION)/the VERSION file/' -e "s/\$$(shell sed -n 's.^\([A-Z_]*\) .*contract.py)/\1 in amoskit\/contract.py/" | column -t -s'|'
 
 check-teamname: ## refuse a TEAMNAME that is not lowercase letters only (before Docker is touched)
-	@[[ "$(TEAMNAME)" =~ ^[a-z]+$$ ]] || { echo "error: TEAMNAME='$(TEAMNAME)' must be lowercase letters only (a-z), e.g. make build TEAMNAME=myteam" >&2; exit 2; }
+	@python3 -m amoskit.contract teamname '$(TEAMNAME)' $(or $(filter build run package verify-load demo,$(MAKECMDGOALS)),build)
 
 $(VENV)/.stamp: pyproject.toml requirements-dev.txt requirements-dev-nodeps.txt inference/requirements.txt inference/requirements-nodeps.txt
 	python3 -m venv $(VENV)

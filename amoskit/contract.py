@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,11 @@ SERVER_GPU_ARCH = "sm_86"        # the RTX 3090's compute capability
 # An AMOS22 CT case of typical size: (z, y, x) voxels and spacing in mm
 AMOS_CASE_SHAPE = (160, 512, 512)
 AMOS_CASE_SPACING = (2.5, 0.7, 0.7)
+
+# torch inside the image: the server's NVIDIA driver is unknown and may date from 2022, so the
+# CUDA 11.8 build (drivers >= 450.80.02), which still has the RTX 3090's sm_86 kernels.
+IMAGE_TORCH_VERSION = "2.7.1"
+IMAGE_TORCH_INDEX_URL = "https://download.pytorch.org/whl/cu118"
 
 # --------------------------------------------------------------------------- the docker run line
 INPUT_MOUNT = "/workspace/input"
@@ -170,3 +176,20 @@ class OrganiserRun:
 
     def text(self) -> str:
         return shlex.join(self.cli())
+
+
+def main(argv: list[str]) -> int:
+    """`python -m amoskit.contract teamname NAME [VERB]`: the Makefile's check, stdlib only, so it
+    runs with any python3 before the virtualenv exists and before Docker is touched."""
+    if len(argv) >= 2 and argv[0] == "teamname":
+        problem = teamname_problem(argv[1], argv[2] if len(argv) > 2 else "build")
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+        return 0
+    print("usage: python -m amoskit.contract teamname NAME [VERB]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

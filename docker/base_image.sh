@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build a local Debian bookworm base image with debootstrap, for machines where BASE_IMAGE cannot
 # be pulled (no registry, air-gapped). It has python3 (3.11), venv and CA certificates, nothing else.
-# Usage: scripts/base_image.sh IMAGE_NAME [MIRROR]
+# Usage: docker/base_image.sh IMAGE_NAME [MIRROR]
 set -euo pipefail
-name="${1:?usage: scripts/base_image.sh IMAGE_NAME [MIRROR]}"
+name="${1:?usage: docker/base_image.sh IMAGE_NAME [MIRROR]}"
 mirror="${2:-${DEBIAN_MIRROR:-http://deb.debian.org/debian}}"
 
 if docker image inspect "$name" >/dev/null 2>&1; then

@@ -2,9 +2,9 @@
 # Download every wheel the image's /opt/venv needs into a folder, with the host's pip, so the image
 # builds offline (`pip install --no-index`). Wheels are picked for the image's Python (cp311,
 # glibc-based x86_64 Linux), not for the host. Quick when the folder already matches the request.
-# Usage: scripts/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]
+# Usage: docker/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]
 set -euo pipefail
-dest="${1:?usage: scripts/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]}"
+dest="${1:?usage: docker/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]}"
 torch_version="${2:?TORCH_VERSION is required}"
 index_url="${3:-}"
 py="${4:-${PY:-python3}}"

@@ -30,6 +30,8 @@ if [[ -d .whl && "${DRY_RUN:-0}" != 1 ]]; then
     $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH=/tmp/site
 fi
+# the device has no editable install: the host tools (amoskit) and the engine (amosseg) by path
+export PYTHONPATH="$PWD:$PWD/inference${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "no nvidia-smi"
 $py -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))" || exit 1
 work=$(mktemp -d /tmp/gpu-check.XXXXXX)
@@ -38,12 +40,12 @@ step() { printf '\n== %s (%ds)\n' "$*" "$SECONDS"; }
 failed=0
 
 step "AMOS-sized model and cases"
-$py scripts/amos_sized_model.py --model "$work/amos-model" --cases "$work/cases" --size "$size" \
+$py -m amoskit.devtools.amos_sized_model --model "$work/amos-model" --cases "$work/cases" --size "$size" \
     --slices "$(printf '%s\n' "$slices" "$long" | sort -u | paste -sd,)" || exit 1
 
 # Cheapest and most important first: a run cut short by the time limit keeps what it finished.
 step "AMOS-sized case: this engine vs nnUNetPredictor on $device, TTA off (with nnU-Net's phase split)"
-BENCH_DEVICE=$device $py scripts/bench_inference.py --model "$work/amos-model" --device "$device" \
+BENCH_DEVICE=$device $py -m amoskit.bench.inference --model "$work/amos-model" --device "$device" \
     --case "$work/cases/amos_sized_$slices.nii.gz" --tta 0 --skip-files --net-batches "$batches" \
     --json "$out/bench_amos_tta0.json" || failed=1
 
@@ -55,7 +57,7 @@ INPUT_DIR="$work/in-long" OUTPUT_DIR="$work/out-long" MODEL_DIR="$work/amos-mode
     $py inference/run_inference.py || failed=1
 
 step "demo model on a sample case: this engine vs nnU-Net on $device (fp16 agreement)"
-BENCH_DEVICE=$device $py scripts/bench_inference.py --device "$device" --tta 0 --skip-files \
+BENCH_DEVICE=$device $py -m amoskit.bench.inference --device "$device" --tta 0 --skip-files \
     --json "$out/bench_demo.json" || failed=1
 
 step "the engine alone on two copies of the AMOS-sized case, cuDNN autotuning on and off (first vs second)"
@@ -78,7 +80,7 @@ for c in m['cases']:
 done
 
 step "AMOS-sized case: this engine vs nnUNetPredictor on $device, TTA $([[ $tta_on == 1 ]] && echo on || echo off) (no phase split)"
-BENCH_DEVICE=$device $py scripts/bench_inference.py --model "$work/amos-model" --device "$device" \
+BENCH_DEVICE=$device $py -m amoskit.bench.inference --model "$work/amos-model" --device "$device" \
     --case "$work/cases/amos_sized_$slices.nii.gz" --tta "$tta_on" --skip-files --no-phases --net-batches "$batches" \
     --json "$out/bench_amos_tta$tta_on.json" || failed=1
 

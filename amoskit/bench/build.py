@@ -18,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from amoskit import contract
 from amoskit.image import build_context
 from amoskit.verbs import build as build_image
 from amoskit.daemon import connect as docker_env
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     env = os.environ.get
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--base-image", default=env("BASE_IMAGE", "python:3.11-slim-bookworm"))
-    p.add_argument("--torch-version", default=env("TORCH_VERSION", "2.7.1"))
+    p.add_argument("--torch-version", default=env("TORCH_VERSION", contract.IMAGE_TORCH_VERSION))
     p.add_argument("--torch-index-url", default=env("TORCH_INDEX_URL", ""))
     p.add_argument("--wheelhouse", default=env("WHEELHOUSE", ""))
     p.add_argument("--weights", default=env("WEIGHTS", "weights"))

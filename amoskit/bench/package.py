@@ -3,11 +3,11 @@
 Why a script and not a timed test: timings depend on the machine and its load. Everything is
 measured in one run on the same image: `docker save` alone (the floor: nothing can be faster
 than reading the image out of the engine), the organisers' gzip pipeline (the baseline), and
-`scripts/package.py` with each compressor and level asked for (default: make package's own
+`python -m amoskit.verbs.package` with each compressor and level asked for (default: make package's own
 choice, isal at the level for the image's size, and the pigz -2 fallback). Printed: seconds, sizes and the ratios the
 packaging issue sets as targets (wall <= 0.3x gzip's, <= 1.5x the floor, size <= 1.12x gzip's).
 
-    .venv/bin/python scripts/bench_package.py --teamname testteam [--variants isal:auto,pigz:2] [--repeat 1]
+    .venv/bin/python -m amoskit.bench.package --teamname testteam [--variants isal:auto,pigz:2] [--repeat 1]
 """
 from __future__ import annotations
 

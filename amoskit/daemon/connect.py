@@ -41,6 +41,6 @@ def connect(timeout: int = 600) -> docker.DockerClient:
     return client
 
 
-if __name__ == "__main__":  # `python scripts/docker_env.py`: exit 0 when the engine answers
+if __name__ == "__main__":  # `python -m amoskit.daemon.connect`: exit 0 when the engine answers
     connect()
     print(f"Docker engine at {engine_address()} answers")

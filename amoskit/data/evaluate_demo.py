@@ -3,7 +3,7 @@
 Why: the demo model's quality claim (mean Dice >= 0.90 over the 15 organs, none below 0.75) must
 come from the same code path the submission image runs, on phantoms training never saw.
 
-    python scripts/evaluate_demo.py --count 10            # weights/, seeds 9000..9009
+    python -m amoskit.data.evaluate_demo --count 10            # weights/, seeds 9000..9009
 """
 from __future__ import annotations
 
@@ -16,29 +16,26 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from rich.console import Console
 from rich.table import Table
 
 from amoskit import REPO
 from amoskit.data.samples import make_samples
-from amoskit.data.phantoms import LABELS
+from amoskit import metrics
+from amoskit.contract import AMOS_LABELS
 
 PASS_MEAN, PASS_MIN = 0.90, 0.75
 
 
 def dice_table(pred_dir: Path, ref_dir: Path) -> dict:
     """{label id: [dice per case]} over the files present in both folders."""
-    scores = {v: [] for v in LABELS.values() if v}
+    scores = {v: [] for v in AMOS_LABELS if v}
     for ref in sorted(ref_dir.glob("*.nii.gz")):
-        pred = sitk.GetArrayFromImage(sitk.ReadImage(str(pred_dir / ref.name)))
-        gt = sitk.GetArrayFromImage(sitk.ReadImage(str(ref)))
-        for label in scores:
-            a, b = pred == label, gt == label
-            denom = a.sum() + b.sum()
-            if b.any():
-                scores[label].append(float(2 * (a & b).sum() / denom))
-    return scores
+        per_label = metrics.dice_per_label(metrics.read_labels(pred_dir / ref.name),
+                                           metrics.read_labels(ref), labels=list(scores))
+        for label, d in per_label.items():
+            scores[label].append(d)
+    return {label: vals for label, vals in scores.items() if vals}
 
 
 def main(argv=None) -> int:
@@ -60,7 +57,7 @@ def main(argv=None) -> int:
             console.print(f"[red]run_inference.py failed ({proc.returncode})")
             return proc.returncode
         scores = dice_table(tmp / "pred", tmp / "cases" / "labels")
-    names = {v: k for k, v in LABELS.items()}
+    names = AMOS_LABELS
     table = Table(title=f"Dice on {args.count} held-out phantoms (seeds {args.seed}..{args.seed + args.count - 1}, "
                         f"TTA {'on' if args.tta != '0' else 'off'})")
     for col in ("label", "organ", "mean Dice", "min Dice"):

@@ -16,14 +16,11 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from amoskit import contract
+
 DEFAULT_SCALE = 0.5  # the one scale used by `make samples`, training and every Dice bar
 
-LABELS = {
-    "background": 0, "spleen": 1, "right kidney": 2, "left kidney": 3, "gallbladder": 4,
-    "esophagus": 5, "liver": 6, "stomach": 7, "aorta": 8, "postcava": 9, "pancreas": 10,
-    "right adrenal gland": 11, "left adrenal gland": 12, "duodenum": 13, "bladder": 14,
-    "prostate/uterus": 15,
-}
+LABELS = contract.AMOS_LABEL_IDS  # name -> id, as the phantoms' dataset.json writes them
 
 # Mean HU band per label (a case draws its mean uniformly inside the band): bands 40 HU apart
 # (4 noise sigmas), so that a small model learns them on a CPU in minutes; a phantom, not anatomy.

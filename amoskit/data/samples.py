@@ -3,12 +3,11 @@
 Why: the organisers' cases have arbitrary names, so ours do too (mixed case, dots, a space);
 samples/ is git-ignored and regenerated on demand with the one default scale.
 
-    python scripts/make_samples.py --out samples --count 4
+    python -m amoskit.data.samples --out samples --count 4
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 

@@ -6,14 +6,13 @@ percentiles, resampling to a target spacing) on phantoms from `phantoms.py`, and
 the folder layout nnU-Net's predictor loads: dataset.json, plans.json, fold_0/checkpoint_final.pth
 (no optimizer state). Seeded; runs on a 2-core CPU in under 30 minutes.
 
-    python scripts/train_demo.py --out weights
+    python -m amoskit.data.train_demo --out weights
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 

@@ -9,7 +9,7 @@ strides 1,2,2,2,2,2 in-plane and 1,1,2,2,2,1 in z), patch 64 x 160 x 192, target
 case size, not on what the network learnt; agreement with nnU-Net's predictor on the same random
 model still checks the maths. `--slices 600` writes the long case for GPU_MEMORY_LIMIT_GB=24.
 
-    python scripts/amos_sized_model.py --model /tmp/amos-model --cases /tmp/amos-cases [--slices 160,600]
+    python -m amoskit.devtools.amos_sized_model --model /tmp/amos-model --cases /tmp/amos-cases [--slices 160,600]
 """
 from __future__ import annotations
 
@@ -20,12 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from amoskit.contract import AMOS_CASE_SHAPE, AMOS_CASE_SPACING  # the case size verify-load scales to
+from amoskit.contract import AMOS_CASE_SHAPE, AMOS_CASE_SPACING, AMOS_LABEL_IDS as LABELS  # the case size verify-load scales to
 
-LABELS = {"background": 0, "spleen": 1, "right kidney": 2, "left kidney": 3, "gall bladder": 4,
-          "esophagus": 5, "liver": 6, "stomach": 7, "aorta": 8, "postcava": 9, "pancreas": 10,
-          "right adrenal gland": 11, "left adrenal gland": 12, "duodenum": 13, "bladder": 14,
-          "prostate/uterus": 15}
 PATCH = [64, 160, 192]
 TARGET_SPACING = [2.0, 0.7, 0.7]
 CASE_SPACING_XYZ = tuple(AMOS_CASE_SPACING[::-1])

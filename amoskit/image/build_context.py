@@ -7,7 +7,6 @@ content scan refuses private keys that hide under an innocent name.
 """
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import tarfile
@@ -15,6 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from amosseg import model_folder
 from docker.utils.build import PatternMatcher
 
 from amoskit import REPO
@@ -50,46 +50,24 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def _require_file(f: Path, hint: str) -> None:
-    if not f.is_file():
-        raise ContextError(f"{shown(f)} is missing: {hint}")
-    if f.stat().st_size == 0:
-        raise ContextError(f"{shown(f)} is empty: {hint}")
-
-
 def check_weights(weights: Path) -> str:
-    """Refuse a model folder the engine could not load, naming the missing file; say what it is.
-
-    The formats are the engine's (inference/amosseg/model.py): an nnU-Net v2 results folder
-    (dataset.json, plans.json, fold_*/checkpoint_final.pth), possibly one level down, or a
-    TorchScript model.json + model.pt."""
-    hint = ("copy your trained nnU-Net v2 model folder (dataset.json, plans.json, "
-            "fold_N/checkpoint_final.pth) there, see README 'Your own model'")
+    """Refuse a model folder the engine could not load, naming the first missing or empty file;
+    say what it is. The rules are the engine's own description (amosseg.model_folder)."""
     if not weights.is_dir():
-        raise ContextError(f"{shown(weights)}/ does not exist: {hint}")
-    if (weights / "model.json").is_file():
-        _require_file(weights / "model.json", "see weights/README.md for the manifest format")
-        try:
-            name = json.loads((weights / "model.json").read_text()).get("file", "model.pt")
-        except (ValueError, AttributeError):
-            raise ContextError(f"{shown(weights / 'model.json')} is not a JSON object: "
-                               f"see weights/README.md for the manifest format") from None
-        _require_file(weights / name, "the TorchScript file model.json names")
-        return "TorchScript model"
-    model = weights
-    if not (weights / "plans.json").exists() and not (weights / "dataset.json").exists():
-        nested = [p.parent for p in weights.glob("*/plans.json")]
-        if len(nested) == 1:
-            model = nested[0]
-    for name in ("dataset.json", "plans.json"):
-        _require_file(model / name, hint)
-    folds = sorted(p.parent.name for p in model.glob("fold_*/checkpoint_final.pth"))
-    if not folds:
-        raise ContextError(f"{shown(model / 'fold_0' / 'checkpoint_final.pth')} is missing "
-                           f"(no fold_*/checkpoint_final.pth in {shown(model)}/): {hint}")
-    for fold in folds:
-        _require_file(model / fold / "checkpoint_final.pth", hint)
-    return f"nnU-Net v2 model, {len(folds)} fold(s): {', '.join(folds)}"
+        raise ContextError(f"{shown(weights)}/ does not exist: {model_folder.HINT}")
+    m = model_folder.describe_dir(weights)
+    if m.ok:
+        return m.summary()
+    hint = model_folder.TORCHSCRIPT_HINT if m.kind == "torchscript" else model_folder.HINT
+    if m.problem:
+        raise ContextError(f"{shown(weights)}/: {m.refusal()}")
+    if m.missing:
+        name = m.missing[0]
+        if "*" in name:  # no fold at all: name the first one a user would add
+            raise ContextError(f"{shown(weights / m.path(name.replace('*', '0')))} is missing "
+                               f"(no {name} in {shown(weights / m.root)}/): {hint}")
+        raise ContextError(f"{shown(weights / m.path(name))} is missing: {hint}")
+    raise ContextError(f"{shown(weights / m.path(m.empty[0]))} is empty: {hint}")
 
 
 def ignore_matcher(repo: Path = REPO) -> PatternMatcher:

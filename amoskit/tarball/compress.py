@@ -254,7 +254,7 @@ class IsalGzipSink(GzipSink):
 
 
 ENGINES = ("isal", "pigz", "python")
-# measured with scripts/bench_package.py against `docker save | gzip -c` (gzip -6):
+# measured with amoskit/bench/package.py against `docker save | gzip -c` (gzip -6):
 # - CPU-torch test image (1.36 GB): isal -3 1.114x gzip's size, isal -2 1.136x (past the 1.12x
 #   target); pigz/zlib -2 1.10x (-1 1.135x)
 # - CUDA-torch image (5.9 GB, mostly cuBLAS/cuDNN binaries that compress less): isal -3 1.039x

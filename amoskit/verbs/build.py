@@ -27,11 +27,11 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.text import Text
 
 from amoskit.image import build_context
+from amoskit import contract
 from amoskit.daemon import connect as docker_env
 from amoskit.image import report as image_report
 
 REPO = build_context.REPO
-TEAMNAME_RE = re.compile(r"^[a-z]+$")
 PLATFORM = "linux/amd64"  # the organisers' server; also when built on an arm64 machine
 FALLBACK = ("without a registry use the offline fallback: make base-image wheelhouse, then "
             "make build BASE_IMAGE=<LOCAL_BASE_IMAGE> WHEELHOUSE=wheelhouse (make demo does this itself)")
@@ -69,9 +69,9 @@ class StageResult:
 
 
 def check_teamname(name: str) -> None:
-    if not TEAMNAME_RE.match(name or ""):
-        raise SystemExit(f"error: TEAMNAME='{name}' must be lowercase letters only (a-z), "
-                         f"e.g. make build TEAMNAME=myteam")
+    problem = contract.teamname_problem(name, "build")
+    if problem:
+        raise SystemExit(f"error: {problem}")
 
 
 def ensure_base_image(client, base_image: str) -> None:
@@ -218,11 +218,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--teamname", default=env("TEAMNAME", "demoteam"))
-    p.add_argument("--task", default=env("TASK", "task1"))
+    p.add_argument("--task", default=env("TASK", contract.DEFAULT_TASK))
     p.add_argument("--version", default=env("VERSION") or (REPO / "VERSION").read_text().strip())
     p.add_argument("--base-image", default=env("BASE_IMAGE", "python:3.11-slim-bookworm"))
-    p.add_argument("--torch-version", default=env("TORCH_VERSION", "2.7.1"))
-    p.add_argument("--torch-index-url", default=env("TORCH_INDEX_URL", "https://download.pytorch.org/whl/cu118"))
+    p.add_argument("--torch-version", default=env("TORCH_VERSION", contract.IMAGE_TORCH_VERSION))
+    p.add_argument("--torch-index-url", default=env("TORCH_INDEX_URL", contract.IMAGE_TORCH_INDEX_URL))
     p.add_argument("--wheelhouse", default=env("WHEELHOUSE", ""), help="folder of wheels (offline)")
     p.add_argument("--weights", default=env("WEIGHTS", "weights"), help="nnU-Net v2 model folder")
     p.add_argument("--inference", default=str(REPO / "inference"), help=argparse.SUPPRESS)

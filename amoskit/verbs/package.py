@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import errno
-import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -29,10 +27,11 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
 from rich.table import Table
 
+from amoskit import contract
+from amoskit.records import PackageManifest, sha256_line
 from amoskit.tarball import compress as parallel_gzip
 
 from amoskit import REPO
-TEAMNAME_RE = re.compile(r"^[a-z]+$")
 EMAIL_COMFORT_GB = 4.0
 console = Console(stderr=True)
 
@@ -47,16 +46,9 @@ def fail(msg: str, code: int = 1) -> None:
 
 
 def check_teamname(team: str) -> None:
-    if not TEAMNAME_RE.match(team or ""):
-        fail(f"TEAMNAME='{team}' must be lowercase letters only (a-z), "
-             f"e.g. make package TEAMNAME=myteam", 2)
-
-
-def artefact_paths(dist: Path, team: str, task: str) -> dict[str, Path]:
-    """Where the package and its sidecars live; verify-load uses the same names."""
-    base = dist / f"{team}-{task}.tar.gz"
-    return {"tarball": base, "sha256": Path(f"{base}.sha256"),
-            "manifest": Path(f"{base}.manifest.json")}
+    problem = contract.teamname_problem(team, "package")
+    if problem:
+        fail(problem, 2)
 
 
 def git_commit() -> str:
@@ -143,8 +135,8 @@ def image_facts(image, ref: str) -> dict:
             "image_size_bytes": attrs.get("Size")}
 
 
-def summary_table(paths: dict[str, Path], facts: dict, res: dict) -> Table:
-    t = Table(title=f"make package: {paths['tarball']}")
+def summary_table(paths: contract.SubmissionFiles, facts: dict, res: dict) -> Table:
+    t = Table(title=f"make package: {paths.tarball}")
     t.add_column("item")
     t.add_column("value", overflow="fold")
     gb = res["compressed_bytes"] / 1e9
@@ -156,18 +148,18 @@ def summary_table(paths: dict[str, Path], facts: dict, res: dict) -> Table:
                          f"({res['uncompressed_bytes'] / 1e6 / max(res['seconds'], 1e-9):,.0f} MB/s)")
     t.add_row("compressor", res["compressor"])
     t.add_row("sha256", res["sha256"])
-    t.add_row("sidecars", f"{paths['sha256'].name}, {paths['manifest'].name}")
+    t.add_row("sidecars", f"{paths.sha256.name}, {paths.manifest.name}")
     if gb > EMAIL_COMFORT_GB:
         t.add_row("[yellow]warning", f"[yellow]{gb:.1f} GB is too big to email comfortably: "
                                      f"share it as a cloud link and consider a slimmer image")
     else:
         t.add_row("email", "e-mail attachments stop at ~25 MB: send the file as a cloud-drive "
-                           "link together with TEAMNAME-task1.pdf")
+                           f"link together with {paths.paper.name}")
     return t
 
 
 def package(team: str, task: str, dist: Path, level: int | None, threads: int | None, engine: str,
-            quiet: bool = False) -> dict:
+            quiet: bool = False) -> PackageManifest:
     from amoskit.daemon import connect as docker_env  # late: TEAMNAME is checked before Docker is touched
     from docker.errors import APIError, ImageNotFound
     from requests.exceptions import RequestException
@@ -181,32 +173,32 @@ def package(team: str, task: str, dist: Path, level: int | None, threads: int | 
                            f"`make build TEAMNAME={team}`") from None
     facts = image_facts(image, ref)
     dist.mkdir(parents=True, exist_ok=True)
-    paths = artefact_paths(dist, team, task)
-    remove_stale_partials(paths["tarball"])
-    tmp = paths["tarball"].with_name(f".{paths['tarball'].name}.partial-{os.getpid()}")
+    paths = contract.SubmissionFiles.in_dist(dist, team, task)
+    remove_stale_partials(paths.tarball)
+    tmp = paths.tarball.with_name(f".{paths.tarball.name}.partial-{os.getpid()}")
     try:
         size = facts.get("image_size_bytes") or 0
         if level is None:
             level = parallel_gzip.default_level(parallel_gzip.pick_engine(engine), size)
         res = save_compressed(client, ref, tmp, level, threads, engine, size, quiet)
-        manifest = {
-            "file": paths["tarball"].name, "teamname": team, "task": task,
-            "sha256": res["sha256"], "compressed_bytes": res["compressed_bytes"],
-            "uncompressed_bytes": res["uncompressed_bytes"], **facts,
-            "version": read_version(), "git_commit": git_commit(),
-            "packaged_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "compressor": res["compressor"], "seconds": round(res["seconds"], 2)}
+        manifest = PackageManifest(
+            file=paths.tarball.name, teamname=team, task=task,
+            sha256=res["sha256"], compressed_bytes=res["compressed_bytes"],
+            uncompressed_bytes=res["uncompressed_bytes"], **facts,
+            version=read_version(), git_commit=git_commit(),
+            packaged_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            compressor=res["compressor"], seconds=round(res["seconds"], 2))
         # sidecars first: a crash between the renames leaves an old tarball whose hash
         # no longer matches, which verify-load reports, never a new tarball with stale sidecars
-        write_text_atomic(paths["sha256"], f"{res['sha256']}  {paths['tarball'].name}\n")
-        write_text_atomic(paths["manifest"], json.dumps(manifest, indent=2) + "\n")
-        os.replace(tmp, paths["tarball"])
+        write_text_atomic(paths.sha256, sha256_line(res["sha256"], paths.tarball.name))
+        write_text_atomic(paths.manifest, manifest.to_json())
+        os.replace(tmp, paths.tarball)
     except OSError as exc:
         if exc.errno == errno.ENOSPC or "No space left" in str(exc):
             raise PackageError(f"no space left on the device holding {dist} while writing "
-                               f"{paths['tarball'].name}: free some space or choose another "
+                               f"{paths.tarball.name}: free some space or choose another "
                                f"DIST=folder (nothing was left behind)") from None
-        raise PackageError(f"could not write {paths['tarball']}: {exc}") from None
+        raise PackageError(f"could not write {paths.tarball}: {exc}") from None
     except (APIError, RequestException) as exc:
         raise PackageError(f"docker save of {ref} failed: "
                            f"{getattr(exc, 'explanation', None) or exc}") from None
@@ -220,11 +212,11 @@ def package(team: str, task: str, dist: Path, level: int | None, threads: int | 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--teamname", required=True)
-    ap.add_argument("--task", default="task1")
+    ap.add_argument("--task", default=contract.DEFAULT_TASK)
     ap.add_argument("--dist", default="dist", type=Path)
     ap.add_argument("--level", type=int, default=None,
                     help="compression level of the engine: isal 0-3 (default 3; 2 for images from "
-                         "3 GB), pigz and python 1-9 (default 2); see scripts/bench_package.py")
+                         "3 GB), pigz and python 1-9 (default 2); see amoskit/bench/package.py")
     ap.add_argument("--threads", type=int, default=None,
                     help="compressor threads (default: usable CPUs, at least 2)")
     ap.add_argument("--engine", choices=("auto", *parallel_gzip.ENGINES), default="auto",

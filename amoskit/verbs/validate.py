@@ -2,7 +2,7 @@
 
 Why: the organisers score whatever lands in /output; a missing case, a float image, a shifted
 origin or a label the model does not have costs points silently. Usable alone:
-`python scripts/validate_outputs.py INPUT OUTPUT [LABELS]` (exit 1 on any fail), and by
+`python -m amoskit.verbs.validate INPUT OUTPUT [LABELS]` (exit 1 on any fail), and by
 verify-load on the container's output. Checks per case: exactly one output with the same name
 (no extra files), readable, same size/origin/spacing/direction as the input, an integer pixel
 type, labels within the model's dataset.json (AMOS: 0..15), a warning when everything is
@@ -19,11 +19,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-AMOS_LABELS = {"background": 0, "spleen": 1, "right kidney": 2, "left kidney": 3,
-               "gall bladder": 4, "esophagus": 5, "liver": 6, "stomach": 7, "aorta": 8,
-               "postcava": 9, "pancreas": 10, "right adrenal gland": 11,
-               "left adrenal gland": 12, "duodenum": 13, "bladder": 14,
-               "prostate/uterus": 15}
+from amoskit import contract, metrics
+
 GEOMETRY_ATOL = 1e-4
 INTEGER_TYPES = {sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
                  sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64}
@@ -96,7 +93,7 @@ def list_cases(folder: Path) -> list[Path]:
 def load_label_names(dataset_json: Path | None) -> dict[str, int]:
     """Label name -> value from an nnU-Net dataset.json (AMOS's 16 labels when none is given)."""
     if dataset_json is None:
-        return dict(AMOS_LABELS)
+        return dict(contract.AMOS_LABEL_IDS)
     data = json.loads(Path(dataset_json).read_text())
     labels = {}
     for name, value in (data.get("labels") or {}).items():
@@ -134,16 +131,8 @@ def geometry_problems(inp, out) -> list[str]:
 
 
 def dice_scores(pred: np.ndarray, ref: np.ndarray, names: dict[int, str]) -> dict[str, float]:
-    """Dice for every foreground label present in the prediction or the reference."""
-    k = int(max(pred.max(initial=0), ref.max(initial=0))) + 1
-    conf = np.bincount(pred.astype(np.int64).ravel() * k + ref.astype(np.int64).ravel(),
-                       minlength=k * k).reshape(k, k)
-    scores = {}
-    for lab in range(1, k):
-        p, r, both = conf[lab, :].sum(), conf[:, lab].sum(), conf[lab, lab]
-        if p + r:
-            scores[names.get(lab, str(lab))] = float(2 * both / (p + r))
-    return scores
+    """Dice by organ name under amoskit.metrics' rule (present in prediction or reference)."""
+    return {names.get(lab, str(lab)): d for lab, d in metrics.dice_per_label(pred, ref).items()}
 
 
 def check_case(inp: Path, out: Path, ref: Path | None, allowed: dict[str, int]) -> CaseResult:

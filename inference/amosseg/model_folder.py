@@ -57,7 +57,7 @@ class ModelFolder:
 
     def summary(self) -> str:
         if self.kind == "torchscript":
-            return f"TorchScript model ({self.torchscript_file})"
+            return "TorchScript model"
         if self.kind == "nnunet":
             return f"nnU-Net v2 model, {len(self.folds)} fold(s): {', '.join(self.folds)}"
         return "no model"
