@@ -11,6 +11,7 @@ from docker.types import DeviceRequest
 from amoskit.image import build_context
 from amoskit.image import report as image_report
 from amoskit import contract
+from amoskit.daemon import ownership
 from amoskit.verbs import run as run_image
 from conftest import REPO
 
@@ -61,7 +62,7 @@ def test_container_settings_match_the_organisers_command(tmp_path):
     ({}, 0, 0, (0, 0)),
 ])
 def test_outputs_go_to_the_invoking_user(env, uid, gid, owner):
-    assert run_image.invoking_user(env, uid, gid) == owner
+    assert ownership.invoking_user(env, uid, gid) == owner
 
 
 def test_check_folders(tmp_path):

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from amoskit import contract
 from amoskit.daemon import connect as docker_env
+from amoskit.daemon import ownership
 
 console = Console(highlight=False)
 
@@ -55,26 +56,6 @@ def container_settings(image: str, input_dir: Path, output_dir: Path, host_cpus:
     return contract.OrganiserRun(
         image, input_dir, output_dir, nvidia="nvidia" in set(runtimes or ()), gpus="all",
         limits=contract.ServerLimits.on_host(host_cpus), command=tuple(command)).sdk()
-
-
-def invoking_user(env=None, uid: int | None = None, gid: int | None = None) -> tuple[int, int]:
-    """The (uid, gid) who should own the outputs: the sudo caller when run through sudo."""
-    env = os.environ if env is None else env
-    uid = os.getuid() if uid is None else uid
-    gid = os.getgid() if gid is None else gid
-    if uid == 0 and env.get("SUDO_UID", "").isdigit():
-        return int(env["SUDO_UID"]), int(env.get("SUDO_GID", env["SUDO_UID"]) or 0)
-    return uid, gid
-
-
-def hand_outputs_to(client, image: str, output_dir: Path, owner: tuple[int, int]) -> None:
-    """chown what the container (root) wrote to the invoking user; done in a container so it
-    also works when that user is not root on this host."""
-    if owner == (0, 0):
-        return
-    client.containers.run(image, ["chown", "-R", f"{owner[0]}:{owner[1]}", contract.OUTPUT_MOUNT],
-                          user="root", network_mode="none", remove=True, entrypoint=[],
-                          volumes={str(output_dir): {"bind": contract.OUTPUT_MOUNT, "mode": "rw"}})
 
 
 def settings_table(s: dict, gpu: bool, host_cpus: int) -> Table:
@@ -124,7 +105,7 @@ def run(image: str, input_dir: str, output_dir: str) -> int:
         status = 128 + signal.SIGINT
     finally:
         container.remove(force=True)
-        hand_outputs_to(client, image, out, invoking_user())
+        ownership.hand_outputs_to(client, image, out, ownership.invoking_user())
     written = sorted(p.name for p in out.iterdir() if p.is_file())
     colour = "green" if status == 0 else "red"
     console.print(f"[{colour}]container exit status {status}[/] after {time.monotonic() - start:.1f} s; "
