@@ -1,7 +1,7 @@
 """AMOS22 task 1 inference entry point: `python run_inference.py`, no arguments.
 
 Reads every *.nii.gz in /workspace/input (or /input, ./input; INPUT_DIR overrides) and writes a
-same-named uint8 label map to the partner output folder. See amosseg/runner.py for the knobs.
+same-named uint8 label map to the partner output folder. See amosseg/settings.py for the knobs.
 `python run_inference.py` puts this file's folder first on the import path, so `amosseg` beside it
 is the engine that runs, in the image and in a checkout alike.
 """

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from amoskit import metrics
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "inference" / "run_inference.py"
 WEIGHTS = (REPO / os.environ.get("WEIGHTS", "weights")).resolve()  # make exports WEIGHTS=weights (relative)
@@ -31,9 +33,11 @@ def labels_of(path: Path) -> np.ndarray:
 
 
 def dice(a: np.ndarray, b: np.ndarray, label: int) -> float:
-    x, y = a == label, b == label
-    denom = x.sum() + y.sum()
-    return float(2 * (x & y).sum() / denom) if denom else 1.0
+    """Dice of a label the reference `b` holds (amoskit.metrics' rule; absent from both is an error
+    here, not a free 1.0: every caller asks about labels present in the reference)."""
+    d = metrics.dice(a, b, label)
+    assert d is not None, f"label {label} is in neither map"
+    return d
 
 
 def write_image(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0),

@@ -1,11 +1,10 @@
 """The built-in demo model: nnU-Net's format, small, and good on phantoms it never saw."""
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from engine_helpers import REPO, WEIGHTS, dice, labels_of, run_engine
+from engine_helpers import WEIGHTS, dice, labels_of, run_engine
 
 from amoskit.data.samples import make_samples
 

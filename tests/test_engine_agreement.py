@@ -6,14 +6,13 @@ separate-z rule applies), and a phantom whose direction matrix is flipped. Pass:
 checked with SimpleITK and, independently, with nibabel.
 """
 import shutil
-import sys
 
 import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from engine_helpers import REPO, WEIGHTS, dice, labels_of, require_shared_ct, run_engine
+from engine_helpers import WEIGHTS, dice, labels_of, require_shared_ct, run_engine
 
 from amoskit.bench.nnunet_reference import predict_files
 from amoskit.data.phantoms import make_phantom

@@ -1,12 +1,10 @@
 """The TorchScript + model.json route gives the same answer as the nnU-Net folder it came from."""
 import json
-import sys
 
-import numpy as np
 import pytest
 import torch
 
-from engine_helpers import REPO, WEIGHTS, labels_of, run_engine
+from engine_helpers import WEIGHTS, labels_of, run_engine
 
 from amosseg.model import load_model
 from amoskit.data.samples import make_samples

@@ -1,6 +1,6 @@
 """Engine building blocks against nnU-Net's own functions (nnunetv2 is a test-only dependency)."""
 import json
-import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,10 +8,11 @@ import torch
 
 from engine_helpers import REPO
 
-from amosseg import folders, resources
+from amosseg import folders, resources, run_metrics
 from amosseg.model import load_model
 from amosseg.network import UnsupportedModel
 from amosseg.resample import new_shape, resample, separate_z
+from amosseg.settings import Settings, SettingsError
 from amosseg.sliding_window import gaussian_map, tile_starts
 
 pytestmark = pytest.mark.engine
@@ -55,7 +56,7 @@ def test_gaussian_and_steps_equal_nnunet():
 def test_folder_choice(tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()
-    got = folders.resolve({"INPUT_DIR": str(inp), "OUTPUT_DIR": str(out)})
+    got = folders.resolve(inp, out)
     assert (got.input, got.output) == (inp, out)
     folders.prepare_output(got)
     assert out.is_dir()
@@ -70,9 +71,78 @@ def test_folder_choice(tmp_path):
     assert sorted(p.name for p in skipped) == ["notes.txt", "sub.nii.gz"]
 
 
+def test_settings_defaults(tmp_path):
+    (tmp_path / "weights").mkdir()
+    s = Settings.from_env({}, tmp_path)
+    assert s == Settings(model_dir=tmp_path / "weights")
+    assert (s.input_dir, s.output_dir, s.folds, s.batch_size, s.torch_threads) == (None,) * 5
+    assert s.tta and s.cudnn_benchmark and not s.force_cpu
+    assert s.gpu_memory_limit_gb is None and s.metrics_file is None
+    # blank is unset; no weights/ beside the script: the repository's, else weights/ beside it anyway
+    assert Settings.from_env({"TTA": "", "BATCH_SIZE": " "}, tmp_path / "inference") == s
+    assert Settings.from_env({}, tmp_path / "x" / "inference").model_dir == tmp_path / "x" / "inference" / "weights"
+
+
+def test_settings_each_variable(tmp_path):
+    env = {"INPUT_DIR": "/data/in", "OUTPUT_DIR": "/data/out", "MODEL_DIR": str(tmp_path / "m"),
+           "FOLDS": "0, 2 all", "TTA": "0", "BATCH_SIZE": "3", "TORCH_THREADS": "5",
+           "GPU_MEMORY_LIMIT_GB": "23.5", "FORCE_CPU": "1", "CUDNN_BENCHMARK": "0",
+           "METRICS_FILE": str(tmp_path / "metrics.json"), "UNRELATED": "ignored"}
+    s = Settings.from_env(env, tmp_path)
+    assert s == Settings(input_dir=Path("/data/in"), output_dir=Path("/data/out"), model_dir=tmp_path / "m",
+                         folds=("0", "2", "all"), tta=False, batch_size=3, torch_threads=5,
+                         gpu_memory_limit_gb=23.5, force_cpu=True, cudnn_benchmark=False,
+                         metrics_file=tmp_path / "metrics.json")
+    assert Settings.from_env({"TTA": "1", "FORCE_CPU": "0", "CUDNN_BENCHMARK": "yes"}, tmp_path).tta is True
+    assert Settings.from_env({"FORCE_CPU": "0"}, tmp_path).force_cpu is False
+    got = folders.resolve(s.input_dir, s.output_dir)
+    assert (got.input, got.output) == (Path("/data/in"), Path("/data/out"))
+    assert folders.resolve(Path("/data/in")).output == Path("/data/output")
+
+
+@pytest.mark.parametrize("name,value,fix", [
+    ("BATCH_SIZE", "abc", "set BATCH_SIZE to the number of tiles per forward"),
+    ("BATCH_SIZE", "0", "set BATCH_SIZE to the number of tiles per forward"),
+    ("TORCH_THREADS", "2.5", "set TORCH_THREADS to the number of CPU threads"),
+    ("TTA", "maybe", "set TTA=1 (mirroring on) or TTA=0 (off)"),
+    ("FORCE_CPU", "sometimes", "set FORCE_CPU=1"),
+    ("CUDNN_BENCHMARK", "2", "set CUDNN_BENCHMARK=1"),
+    ("GPU_MEMORY_LIMIT_GB", "24GB", "set e.g. GPU_MEMORY_LIMIT_GB=24"),
+    ("GPU_MEMORY_LIMIT_GB", "-1", "set e.g. GPU_MEMORY_LIMIT_GB=24"),
+])
+def test_settings_bad_value_names_the_variable_and_fix(tmp_path, name, value, fix):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({name: value}, tmp_path)
+    msg = str(err.value)
+    assert msg.startswith(f"{name}={value!r} ") and fix in msg and "\n" not in msg
+
+
+def test_run_metrics_round_trip_and_tolerance(tmp_path):
+    ok = run_metrics.CaseRecord("a.nii.gz", seconds={"read": 1.0, "network": 2.0}, shape=[4, 5, 6],
+                                spacing=[2.5, 0.8, 0.8], target_shape=[5, 5, 6], mode="cpu", peak_gpu_bytes=0)
+    bad = run_metrics.CaseRecord("b.nii.gz")
+    bad.fail("not a NIfTI file")
+    run = run_metrics.RunRecord(device="device: cpu", tta=False, batch_size=2, threads=4, startup_seconds=1.5,
+                                total_seconds=9.0, rss_before_cases_bytes=10, host_estimate_bytes={"a.nii.gz": 7},
+                                peak_rss_bytes=20, cases=[ok, bad])
+    d = run.to_dict()
+    assert list(d) == ["device", "tta", "batch_size", "threads", "startup_seconds", "total_seconds",
+                       "rss_before_cases_bytes", "host_estimate_bytes", "peak_rss_bytes", "cases"]
+    assert d["cases"][1] == {"name": "b.nii.gz", "status": "failed", "seconds": {}, "error": "not a NIfTI file"}
+    assert set(d["cases"][0]) == {"name", "status", "seconds", "shape", "spacing", "target_shape", "mode",
+                                  "peak_gpu_bytes"}
+    run.write(tmp_path / "m.json")
+    back = run_metrics.read(tmp_path / "m.json")
+    assert back == run and [c.name for c in back.failed] == ["b.nii.gz"]
+    assert back.case("a.nii.gz").seconds["network"] == 2.0 and back.case("zzz") is None
+    odd = run_metrics.RunRecord.from_dict({"future_key": 1, "cases": [{"name": "c", "extra": True}, "junk"]})
+    assert odd.batch_size == 0 and odd.cases[0].name == "c" and odd.cases[0].ok and odd.cases[1].name == ""
+    assert run_metrics.RunRecord.from_dict({"cases": None}).cases == []
+
+
 def test_missing_input_folder_is_refused(tmp_path):
     with pytest.raises(folders.FolderError, match="does not exist"):
-        folders.prepare_output(folders.resolve({"INPUT_DIR": str(tmp_path / "nope")}))
+        folders.prepare_output(folders.resolve(tmp_path / "nope"))
 
 
 def test_cgroup_v2_and_v1(tmp_path):
@@ -131,7 +201,21 @@ def test_model_refusals(tmp_path):
     with pytest.raises(UnsupportedModel, match="outside"):
         load_model(_model_folder(tmp_path / "d", foreign))
     with pytest.raises(UnsupportedModel, match="FOLDS asks for fold_3"):
-        load_model(_model_folder(tmp_path / "e"), "3")
+        load_model(_model_folder(tmp_path / "e"), ("0", "3"))
+    with pytest.raises(UnsupportedModel, match="FOLDS asks for fold_3"):
+        load_model(tmp_path / "e" / "model", "3")  # a FOLDS string as given
+    nested = tmp_path / "g"
+    _model_folder(nested)
+    (nested / "model" / "fold_1").mkdir()
+    (nested / "model" / "fold_1" / "checkpoint_final.pth").write_bytes(b"")
+    with pytest.raises(UnsupportedModel, match="empty fold_1/checkpoint_final.pth"):
+        load_model(nested)  # the one subfolder holding plans.json; every fold found is used
+    assert len(load_model(nested, ["0"]).networks) == 1  # FOLDS leaves the empty fold out
+    (tmp_path / "h").mkdir()
+    for name in ("one", "two"):
+        _model_folder(tmp_path / name).rename(tmp_path / "h" / name)
+    with pytest.raises(UnsupportedModel, match="several model folders"):
+        load_model(tmp_path / "h")
     empty = tmp_path / "f"
     empty.mkdir()
     with pytest.raises(UnsupportedModel, match="neither plans.json"):
@@ -240,9 +324,9 @@ def test_host_memory_estimate_covers_a_real_model_on_the_cpu(tmp_path, batch):
     proc = run_engine(tmp_path / "in", tmp_path / "out", MODEL_DIR=tmp_path / "m", TTA=0, BATCH_SIZE=batch,
                       METRICS_FILE=metrics)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    m = json.loads(metrics.read_text())
-    used = m["peak_rss_bytes"] - m["rss_before_cases_bytes"]
-    estimate = m["host_estimate_bytes"]["small.nii.gz"]
+    m = run_metrics.read(metrics)
+    used = m.peak_rss_bytes - m.rss_before_cases_bytes
+    estimate = m.host_estimate_bytes["small.nii.gz"]
     assert used <= estimate <= 2 * used, (used / 2**30, estimate / 2**30)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from engine_helpers import PY, REPO, SCRIPT, WEIGHTS, labels_of, run_engine, write_image
+from engine_helpers import PY, SCRIPT, WEIGHTS, labels_of, run_engine, write_image
 
 pytestmark = [pytest.mark.hostile, pytest.mark.inference]
 
@@ -179,6 +179,19 @@ def test_missing_input_folder_fails_before_inference(tmp_path):
     assert proc.returncode == 2
     assert "error: input folder" in proc.stdout and "does not exist" in proc.stdout
     assert "device:" not in proc.stdout
+
+
+def test_bad_setting_fails_before_inference(tmp_path):
+    """A typo in a knob stops the run at once: one error line naming the variable and the fix."""
+    inp = tmp_path / "in"
+    inp.mkdir()
+    write_image(inp / "a.nii.gz", body(), (2.5, 2.5, 6.0))
+    proc = run_engine(inp, tmp_path / "out", BATCH_SIZE="abc")
+    assert proc.returncode == 2, proc.stdout[-2000:]
+    errors = [l for l in proc.stdout.splitlines() if l.startswith("error:")]
+    assert errors == ["error: BATCH_SIZE='abc' is not a whole number >= 1; set BATCH_SIZE to the number of "
+                      "tiles per forward (e.g. BATCH_SIZE=2), or leave it unset for the default"]
+    assert "device:" not in proc.stdout and not (tmp_path / "out").exists()
 
 
 def test_unwritable_output_fails_before_inference(tmp_path):

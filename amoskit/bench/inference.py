@@ -37,10 +37,12 @@ def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: s
     import torch
     from amosseg.model import load_model
     from amosseg.resources import usable_cpus
+    from amosseg.settings import Settings
     from amosseg.sliding_window import mirror_combinations, tile_starts
-    torch.set_num_threads(int(os.environ.get("TORCH_THREADS") or usable_cpus()))  # as the engine's run does
-    torch.backends.cudnn.benchmark = os.environ.get("CUDNN_BENCHMARK", "1") != "0"  # as the engine's run does
-    model = load_model(model_dir, os.environ.get("FOLDS"))
+    settings = Settings.from_env(os.environ, REPO / "inference")  # the knobs as the engine's run reads them
+    torch.set_num_threads(settings.torch_threads or usable_cpus())
+    torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    model = load_model(model_dir, settings.folds)
     patch = tuple(model.patch_size)
     padded = [max(t, p) for t, p in zip(target_shape, patch)]
     n_tiles = len(list(itertools.product(*tile_starts(padded, patch))))
@@ -78,18 +80,18 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
             env["FORCE_CPU"] = "1"
         sys.argv = ["run_inference.py"]
         os.environ.update(env)
+        from amosseg import run_metrics
         from amosseg.runner import run
         t0 = time.perf_counter()
         rc = run(REPO / "inference", env)
         wall = time.perf_counter() - t0
-        m = json.loads(metrics.read_text())
-        if rc != 0 or m["cases"][0]["status"] != "ok":
-            raise SystemExit(f"the engine failed on {case.name}: {m['cases'][0].get('error')}")
-        s = m["cases"][0]["seconds"]
-        return {"rc": rc, "call": wall, "peak_gpu_gib": m["cases"][0].get("peak_gpu_bytes", 0) / 1024**3,
-                "batch": m["batch_size"], "mode": m["cases"][0].get("mode"), "startup": m.get("startup_seconds"),
-                "target_shape": m["cases"][0]["target_shape"],
-                **{k: s.get(k) for k in ("read", "preprocess", "network", "export", "write")}}
+        m = run_metrics.read(metrics)
+        c = m.case(case.name)
+        if rc != 0 or c is None or not c.ok:
+            raise SystemExit(f"the engine failed on {case.name}: {c.error if c else 'no metrics for it'}")
+        return {"rc": rc, "call": wall, "peak_gpu_gib": (c.peak_gpu_bytes or 0) / 1024**3,
+                "batch": m.batch_size, "mode": c.mode, "startup": m.startup_seconds, "target_shape": c.target_shape,
+                **{k: c.seconds.get(k) for k in run_metrics.PHASES}}
     if kind == "network_alone":  # its own process, so that it cannot add to the engine's peak RSS
         return {"rc": 0, "runs": [network_only(model, target_shape, tta, b, device) for b in net_batches]}
     import torch
@@ -152,16 +154,9 @@ def spawn(kind, case, model, out, tta, device, net_batches=(), target_shape=()) 
 
 def agreement(ours: Path, ref: Path) -> tuple[float, dict]:
     """Voxel agreement, and Dice per label with >= 1000 voxels in the reference (the issue's bar)."""
-    import numpy as np
-    import SimpleITK as sitk
-    x = sitk.GetArrayFromImage(sitk.ReadImage(str(ours)))
-    y = sitk.GetArrayFromImage(sitk.ReadImage(str(ref)))
-    dice = {}
-    for label, count in zip(*np.unique(y, return_counts=True)):
-        if label and count >= 1000:
-            a, b = x == label, y == label
-            dice[int(label)] = float(2 * (a & b).sum() / (a.sum() + b.sum()))
-    return float((x == y).mean()), dice
+    from amoskit import metrics
+    x, y = metrics.read_labels(ours), metrics.read_labels(ref)
+    return metrics.agreement(x, y), metrics.dice_per_label(x, y, min_ref_voxels=1000)
 
 
 # the issue's bars: (CPU value, GPU value); None = no bar on that device

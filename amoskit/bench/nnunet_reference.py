@@ -5,7 +5,6 @@ Why: agreement tests and the inference benchmark compare against the real `nnUNe
 """
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -36,7 +35,3 @@ def predict_files(model_dir: Path, inputs: list[Path], out_dir: Path, folds=(0,)
         predictor.predict_from_files(lists, outs, save_probabilities=False, overwrite=True,
                                      num_processes_preprocessing=processes, num_processes_segmentation_export=processes)
     return time.perf_counter() - t0
-
-
-def cpu_threads() -> int:
-    return len(os.sched_getaffinity(0))

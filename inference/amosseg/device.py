@@ -6,13 +6,12 @@ must say plainly whether the container saw a GPU at all (their `--gpus 0` may hi
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
 
-def choose() -> torch.device:
-    if os.environ.get("FORCE_CPU") == "1" or not torch.cuda.is_available():
+def choose(force_cpu: bool = False) -> torch.device:
+    if force_cpu or not torch.cuda.is_available():
         return torch.device("cpu")
     return torch.device("cuda", 0)
 
@@ -26,7 +25,7 @@ def describe(device: torch.device) -> str:
     return f"device: cpu (CUDA available: {cuda}) torch {torch.__version__} threads {torch.get_num_threads()}"
 
 
-def cap_gpu_memory(device: torch.device, limit_gb: str | None) -> str | None:
+def cap_gpu_memory(device: torch.device, limit_gb: float | None) -> str | None:
     """Limit torch's allocator to limit_gb minus the CUDA context already in use; returns a log line."""
     if device.type != "cuda" or not limit_gb:
         return None
@@ -37,7 +36,7 @@ def cap_gpu_memory(device: torch.device, limit_gb: str | None) -> str | None:
     allowed = max(0.0, float(limit_gb) * 1024**3 - context)
     fraction = min(1.0, allowed / total)
     torch.cuda.set_per_process_memory_fraction(fraction, device)
-    return (f"GPU memory capped at {limit_gb} GB: allocator {allowed / 1024**3:.2f} GiB "
+    return (f"GPU memory capped at {limit_gb:g} GB: allocator {allowed / 1024**3:.2f} GiB "
             f"(context {context / 1024**3:.2f} GiB, card {total / 1024**3:.1f} GiB)")
 
 

@@ -35,13 +35,11 @@ def _has_cases(folder: Path) -> bool:
         return False
 
 
-def resolve(env=os.environ) -> Folders:
+def resolve(input_dir: Path | None = None, output_dir: Path | None = None) -> Folders:
     """INPUT_DIR/OUTPUT_DIR if set, else the first candidate pair holding a case, else the first existing."""
-    if env.get("INPUT_DIR"):
-        inp = Path(env["INPUT_DIR"])
-        out = Path(env.get("OUTPUT_DIR") or inp.parent / "output")
-        return Folders(inp, out, "INPUT_DIR is set")
-    pairs = [(Path(i), Path(env.get("OUTPUT_DIR") or o)) for i, o in CANDIDATES]
+    if input_dir is not None:
+        return Folders(Path(input_dir), Path(output_dir or Path(input_dir).parent / "output"), "INPUT_DIR is set")
+    pairs = [(Path(i), Path(output_dir or o)) for i, o in CANDIDATES]
     for inp, out in pairs:
         if inp.is_dir() and _has_cases(inp):
             return Folders(inp, out, f"first of {', '.join(i for i, _ in CANDIDATES)} holding a *{SUFFIX}")

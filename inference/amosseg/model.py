@@ -7,14 +7,15 @@ refused with a clear message rather than silently ignored.
 from __future__ import annotations
 
 import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
+from .model_folder import CHECKPOINT, NNUNET_FILES, ModelFolder, describe_dir
 from .network import UnsupportedModel, build_network
+from .settings import parse_folds
 
 
 @dataclass
@@ -86,27 +87,32 @@ def _postprocessing(folder: Path) -> list:
     return steps
 
 
-def _fold_dirs(folder: Path, folds_env: str | None) -> list[Path]:
-    found = sorted((p for p in folder.glob("fold_*") if (p / "checkpoint_final.pth").is_file()),
-                   key=lambda p: (len(p.name), p.name))
-    if folds_env:
-        wanted = [f.strip() for f in re.split(r"[ ,]+", folds_env) if f.strip()]
-        found = [folder / f"fold_{f}" for f in wanted]
-        for p in found:
-            if not (p / "checkpoint_final.pth").is_file():
-                raise UnsupportedModel(f"FOLDS asks for {p.name} but {p / 'checkpoint_final.pth'} is missing")
+def _fold_dirs(folder: Path, found: Sequence[str], folds: Sequence[str] | None) -> list[Path]:
+    """The fold folders to ensemble: those FOLDS names (each must hold a checkpoint), else all found."""
+    folds = parse_folds(folds) if isinstance(folds, str) else folds
+    if folds:
+        for name in (f"fold_{f}" for f in folds):
+            if name not in found:
+                raise UnsupportedModel(f"FOLDS asks for {name} but {folder / name / CHECKPOINT} is missing")
+        return [folder / f"fold_{f}" for f in folds]
     if not found:
-        raise UnsupportedModel(f"no fold_*/checkpoint_final.pth in {folder}; copy the trained folds into the model folder")
-    return found
+        raise UnsupportedModel(f"no fold_*/{CHECKPOINT} in {folder}; copy the trained folds into the model folder")
+    return [folder / name for name in found]
 
 
-def load_nnunet(folder: Path, folds_env: str | None = None) -> Model:
+def load_nnunet(folder: Path, folds: Sequence[str] | None = None, desc: ModelFolder | None = None) -> Model:
+    """An nnU-Net v2 results folder (`desc`: its description, made here when not given)."""
+    desc = desc or describe_dir(folder)
     dataset = _load_json(folder / "dataset.json")
     plans = _load_json(folder / "plans.json")
+    fold_dirs = _fold_dirs(folder, desc.folds, folds)
+    empty = [e for e in desc.empty if e in NNUNET_FILES or (folder / e).parent in fold_dirs]
+    if empty:
+        raise UnsupportedModel(f"empty {', '.join(empty)} in {folder}; copy the files again")
     labels = _labels(dataset)
     networks, config_name, mirror_axes, arch = [], None, None, None
-    for fold in _fold_dirs(folder, folds_env):
-        ckpt = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    for fold in fold_dirs:
+        ckpt = torch.load(fold / CHECKPOINT, map_location="cpu", weights_only=False)
         name = ckpt.get("init_args", {}).get("configuration")
         if name is None:
             raise UnsupportedModel(f"{fold}/checkpoint_final.pth has no init_args.configuration; not an nnU-Net v2 checkpoint")
@@ -172,25 +178,18 @@ def load_torchscript(folder: Path) -> Model:
     )
 
 
-def load_model(folder: Path, folds_env: str | None = None) -> Model:
-    """Detect the folder's format and load it."""
+def load_model(folder: Path, folds: Sequence[str] | None = None) -> Model:
+    """Load the folder in the format its description (model_folder.describe_dir) finds."""
     if not folder.is_dir():
         raise UnsupportedModel(f"model folder {folder} does not exist; put your model in weights/ or set MODEL_DIR")
-    if (folder / "model.json").is_file():
+    desc = describe_dir(folder)
+    if desc.kind == "torchscript":
+        if desc.problem or desc.missing or desc.empty:
+            _load_json(folder / "model.json")  # invalid JSON: say where it breaks
+            raise UnsupportedModel(f"{folder}: {desc.refusal()}")
         return load_torchscript(folder)
-    if (folder / "plans.json").is_file() or (folder / "dataset.json").is_file():
-        return load_nnunet(folder, folds_env)
-    nested = [p.parent for p in folder.glob("*/plans.json")]
-    if len(nested) == 1:
-        return load_nnunet(nested[0], folds_env)
+    if desc.kind == "nnunet":
+        return load_nnunet(folder / desc.root if desc.root else folder, folds, desc)  # paths in desc: from root
+    if desc.problem:
+        raise UnsupportedModel(f"{folder}: {desc.problem.split(';')[0]}; keep one, or set MODEL_DIR to it")
     raise UnsupportedModel(f"{folder} holds neither plans.json + dataset.json + fold_*/ nor model.json + model.pt")
-
-
-def default_model_dir(script_dir: Path) -> Path:
-    """`weights/` next to run_inference.py (the image), else the repository's `weights/`."""
-    if os.environ.get("MODEL_DIR"):
-        return Path(os.environ["MODEL_DIR"])
-    for cand in (script_dir / "weights", script_dir.parent / "weights"):
-        if cand.is_dir():
-            return cand
-    return script_dir / "weights"

@@ -113,3 +113,29 @@ def predict(prep: Prepared, model: Model, compute_device, stitch_device, tta=Tru
         out = keep_largest_component(out, labels)
     seconds["export"] = time.perf_counter() - t0
     return out, seconds
+
+
+def predict_with_fallback(prep, model, dev, tta, batch):
+    """GPU; on out-of-memory retry with stitching on the CPU, then entirely on the CPU."""
+    if dev.type != "cuda":
+        labels, secs = predict(prep, model, dev, dev, tta, batch)
+        return labels, secs, "cpu"
+    try:
+        labels, secs = predict(prep, model, dev, dev, tta, batch)
+        return labels, secs, "gpu"
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+    try:
+        labels, secs = predict(prep, model, dev, torch.device("cpu"), tta, batch)
+        return labels, secs, "GPU out of memory: stitched on the CPU"
+    except torch.cuda.OutOfMemoryError:
+        torch.cuda.empty_cache()
+    cpu = torch.device("cpu")
+    for net in model.networks:
+        net.to(cpu)
+    try:
+        labels, secs = predict(prep, model, cpu, cpu, tta, 1)
+    finally:
+        for net in model.networks:
+            net.to(dev)
+    return labels, secs, "GPU out of memory: ran entirely on the CPU"

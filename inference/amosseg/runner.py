@@ -7,7 +7,6 @@ the file and the fix; the exit status and a final table tell the truth about the
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 import threading
@@ -23,11 +22,13 @@ from rich.table import Table
 
 from . import device as devices
 from . import folders as folder_rules
-from .model import default_model_dir, load_model
+from .model import load_model
 from .network import UnsupportedModel
 from .nifti_io import CaseError, probe_header, read_case, write_label
-from .predictor import preprocess, predict
+from .predictor import predict_with_fallback, preprocess
 from .resources import available_memory_bytes, peak_rss_bytes, usable_cpus
+from .run_metrics import PHASES, CaseRecord, RunRecord
+from .settings import Settings, SettingsError
 
 GIB = 1024**3
 console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
@@ -74,9 +75,15 @@ def _friendly(exc: BaseException, name: str) -> str:
 
 
 def run(script_dir: Path, env=os.environ) -> int:
+    """Segment every case; 0: all written, 1: some failed, 2: nothing could start (one error line)."""
     t_start = time.perf_counter()
     try:
-        chosen = folder_rules.resolve(env)
+        settings = Settings.from_env(env, script_dir)
+    except SettingsError as exc:
+        log(f"error: {exc}")
+        return 2
+    try:
+        chosen = folder_rules.resolve(settings.input_dir, settings.output_dir)
         log(f"input: {chosen.input}  output: {chosen.output}  ({chosen.reason})")
         stale = folder_rules.prepare_output(chosen)
         for p in stale:
@@ -91,23 +98,23 @@ def run(script_dir: Path, env=os.environ) -> int:
         log(f"no *.nii.gz cases in {chosen.input}; nothing to do")
         return 0
 
-    threads = int(env.get("TORCH_THREADS") or usable_cpus())
+    threads = settings.torch_threads or usable_cpus()
     torch.set_num_threads(threads)
-    dev = devices.choose()  # no CUDA context yet: that is made below, while the first case is read
-    model_dir = default_model_dir(script_dir)
+    dev = devices.choose(settings.force_cpu)  # no CUDA context yet: made below, while the first case is read
+    model_dir = settings.model_dir
     try:
-        model = load_model(model_dir, env.get("FOLDS"))  # on the CPU
+        model = load_model(model_dir, settings.folds)  # on the CPU
     except UnsupportedModel as exc:
         log(devices.describe(dev))
         log(f"error: model {model_dir}: {exc}")
         return 2
-    tta = env.get("TTA", "1") != "0"
-    batch = int(env.get("BATCH_SIZE") or devices.default_batch_size(model.networks, model.patch_size, dev))
+    tta = settings.tta
+    batch = settings.batch_size or devices.default_batch_size(model.networks, model.patch_size, dev)
 
-    results = []
+    results: list[CaseRecord] = []
     loader = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
     writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
-    pending_writes: list[tuple[dict, Future]] = []
+    pending_writes: list[tuple[CaseRecord, Future]] = []
     device_ready = threading.Event()  # the prefetch thread reads, then waits for this to preprocess
     device_failed: list[BaseException] = []  # set-up error: the waiting case must not use the device
     estimates: dict[str, int] = {}  # host-memory estimate per case (metrics)
@@ -134,13 +141,13 @@ def run(script_dir: Path, env=os.environ) -> int:
     nxt = submit(cases[0])  # read the first case while the device starts and takes the model
     try:
         log(devices.describe(dev))
-        cap = devices.cap_gpu_memory(dev, env.get("GPU_MEMORY_LIMIT_GB"))
+        cap = devices.cap_gpu_memory(dev, settings.gpu_memory_limit_gb)
         if cap:
             log(cap)
         for net in model.networks:
             net.to(dev)
         if dev.type == "cuda":  # autotuned convolutions (nnU-Net's choice too); CUDNN_BENCHMARK=0 turns it off
-            torch.backends.cudnn.benchmark = env.get("CUDNN_BENCHMARK", "1") != "0"
+            torch.backends.cudnn.benchmark = settings.cudnn_benchmark
             torch.cuda.reset_peak_memory_stats(dev)  # before case 1's preprocessing may start on the card
     except BaseException as exc:
         device_failed.append(exc)
@@ -157,7 +164,7 @@ def run(script_dir: Path, env=os.environ) -> int:
     with progress:
         task = progress.add_task("segmenting", total=len(cases))
         for i, path in enumerate(cases):
-            rec = {"name": path.name, "status": "ok", "seconds": {}}
+            rec = CaseRecord(path.name)
             results.append(rec)
             t_case = time.perf_counter()
             if dev.type == "cuda" and i:  # case 1's were reset before its preprocessing could start
@@ -165,64 +172,63 @@ def run(script_dir: Path, env=os.environ) -> int:
             try:
                 case, prep, shape, spacing = nxt.result()
             except BaseException as exc:  # noqa: BLE001 - any failure is this case's alone
-                rec.update(status="failed", error=_friendly(exc, path.name))
-                log(f"error: {path.name}: {rec['error']}")
+                rec.fail(_friendly(exc, path.name))
+                log(f"error: {path.name}: {rec.error}")
                 nxt = submit(cases[i + 1]) if i + 1 < len(cases) else None
                 progress.advance(task)
                 continue
             nxt = submit(cases[i + 1]) if i + 1 < len(cases) else None
             for w in case.warnings:
                 log(f"warning: {path.name}: {w}")
-            rec["seconds"].update(prep.seconds)
-            rec.update(shape=list(shape), spacing=[round(float(s), 4) for s in spacing],
-                       target_shape=list(prep.data.shape[1:]))
+            rec.seconds.update(prep.seconds)
+            rec.shape, rec.spacing = list(shape), [round(float(s), 4) for s in spacing]
+            rec.target_shape = list(prep.data.shape[1:])
             try:
-                labels, secs, mode = _predict_with_fallback(prep, model, dev, tta, batch)
+                labels, secs, mode = predict_with_fallback(prep, model, dev, tta, batch)
                 if secs.pop("float32_retry", None):
                     log(f"note: {path.name}: half-precision logits overflowed; predicted again in float32")
-                rec["seconds"].update(secs)
-                rec["mode"] = mode
+                rec.seconds.update(secs)
+                rec.mode = mode
                 if mode not in ("gpu", "cpu"):
                     log(f"note: {path.name}: {mode}")
             except BaseException as exc:  # noqa: BLE001
-                rec.update(status="failed", error=_friendly(exc, path.name))
-                log(f"error: {path.name}: {rec['error']}")
+                rec.fail(_friendly(exc, path.name))
+                log(f"error: {path.name}: {rec.error}")
                 progress.advance(task)
                 continue
             finally:
                 del prep
-            rec["peak_gpu_bytes"] = int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else 0
+            rec.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else 0
             out_path = chosen.output / path.name
             fut = writer.submit(_timed_write, labels, case.reference, out_path)
             pending_writes.append((rec, fut))
-            rec["seconds"]["compute_total"] = time.perf_counter() - t_case
-            log(f"{path.name}: shape {list(shape)} spacing {rec['spacing']} -> {rec['target_shape']}, "
+            rec.seconds["compute_total"] = time.perf_counter() - t_case
+            log(f"{path.name}: shape {list(shape)} spacing {rec.spacing} -> {rec.target_shape}, "
                 f"read {prep_s(rec, 'read')} preprocess {prep_s(rec, 'preprocess')} network {prep_s(rec, 'network')} "
-                f"export {prep_s(rec, 'export')} s, peak GPU {rec['peak_gpu_bytes'] / GIB:.2f} GiB, "
+                f"export {prep_s(rec, 'export')} s, peak GPU {rec.peak_gpu_bytes / GIB:.2f} GiB, "
                 f"peak RSS {peak_rss_bytes() / GIB:.2f} GiB")
             progress.advance(task)
         for rec, fut in pending_writes:
             try:
-                rec["seconds"]["write"] = fut.result()
+                rec.seconds["write"] = fut.result()
             except BaseException as exc:  # noqa: BLE001
-                rec.update(status="failed", error=_friendly(exc, rec["name"]))
-                log(f"error: {rec['name']}: writing failed: {rec['error']}")
+                rec.fail(_friendly(exc, rec.name))
+                log(f"error: {rec.name}: writing failed: {rec.error}")
     loader.shutdown()
     writer.shutdown()
     total = time.perf_counter() - t_start
-    failed = [r for r in results if r["status"] != "ok"]
     _summary(results, total)
-    metrics = {"device": devices.describe(dev), "tta": tta, "batch_size": batch, "threads": threads,
-               "startup_seconds": startup, "total_seconds": total, "rss_before_cases_bytes": rss_before_cases,
-               "host_estimate_bytes": estimates, "peak_rss_bytes": peak_rss_bytes(), "cases": results}
-    if env.get("METRICS_FILE"):
-        mpath = Path(env["METRICS_FILE"])
-        if mpath.resolve().parent == chosen.output.resolve():
+    metrics = RunRecord(device=devices.describe(dev), tta=tta, batch_size=batch, threads=threads,
+                        startup_seconds=startup, total_seconds=total, rss_before_cases_bytes=rss_before_cases,
+                        host_estimate_bytes=estimates, peak_rss_bytes=peak_rss_bytes(), cases=results)
+    failed = metrics.failed
+    if settings.metrics_file:
+        if settings.metrics_file.resolve().parent == chosen.output.resolve():
             log("warning: METRICS_FILE points into the output folder; not written there")
         else:
-            mpath.write_text(json.dumps(metrics, indent=2))
+            metrics.write(settings.metrics_file)
     if failed:
-        log(f"FAILED {len(failed)} of {len(results)} case(s): " + ", ".join(r["name"] for r in failed))
+        log(f"FAILED {len(failed)} of {len(results)} case(s): " + ", ".join(r.name for r in failed))
         return 1
     log(f"done: {len(results)} case(s) in {total:.1f} s")
     return 0
@@ -255,8 +261,8 @@ def _progress(total):
                     TimeElapsedColumn(), console=console, transient=False)
 
 
-def prep_s(rec, key):
-    v = rec["seconds"].get(key)
+def prep_s(rec: CaseRecord, key: str) -> str:
+    v = rec.seconds.get(key)
     return "-" if v is None else f"{v:.2f}"
 
 
@@ -266,40 +272,13 @@ def _timed_write(labels, reference, out_path):
     return time.perf_counter() - t0
 
 
-def _predict_with_fallback(prep, model, dev, tta, batch):
-    """GPU; on out-of-memory retry with stitching on the CPU, then entirely on the CPU."""
-    if dev.type != "cuda":
-        labels, secs = predict(prep, model, dev, dev, tta, batch)
-        return labels, secs, "cpu"
-    try:
-        labels, secs = predict(prep, model, dev, dev, tta, batch)
-        return labels, secs, "gpu"
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-    try:
-        labels, secs = predict(prep, model, dev, torch.device("cpu"), tta, batch)
-        return labels, secs, "GPU out of memory: stitched on the CPU"
-    except torch.cuda.OutOfMemoryError:
-        torch.cuda.empty_cache()
-    cpu = torch.device("cpu")
-    for net in model.networks:
-        net.to(cpu)
-    try:
-        labels, secs = predict(prep, model, cpu, cpu, tta, 1)
-    finally:
-        for net in model.networks:
-            net.to(dev)
-    return labels, secs, "GPU out of memory: ran entirely on the CPU"
-
-
 def _summary(results, total):
     table = Table(title=f"segmentation summary ({total:.1f} s)")
     for col in ("case", "status", "shape", "read", "prep", "net", "export", "write", "peak GPU GiB"):
         table.add_column(col)
     for r in results:
-        s = r["seconds"]
-        table.add_row(r["name"], r["status"] if r["status"] == "ok" else f"FAILED: {r.get('error', '')[:60]}",
-                      "x".join(map(str, r.get("shape", []))),
-                      *(f"{s[k]:.2f}" if k in s else "-" for k in ("read", "preprocess", "network", "export", "write")),
-                      f"{r.get('peak_gpu_bytes', 0) / GIB:.2f}")
+        s = r.seconds
+        table.add_row(r.name, r.status if r.ok else f"FAILED: {(r.error or '')[:60]}",
+                      "x".join(map(str, r.shape or [])), *(f"{s[k]:.2f}" if k in s else "-" for k in PHASES),
+                      f"{(r.peak_gpu_bytes or 0) / GIB:.2f}")
     console.print(table)
