@@ -12,7 +12,6 @@ packaging issue sets as targets (wall <= 0.3x gzip's, <= 1.5x the floor, size <=
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import statistics
@@ -24,6 +23,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from amoskit import contract
+from amoskit.records import PackageManifest
 
 TARGET_VS_GZIP = 0.3
 TARGET_VS_SAVE = 1.5
@@ -99,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
                 key = f"{engine} -{level}"
                 dist = work / f"{engine}{level}"
                 times.setdefault(key, []).append(timed_package(args.teamname, dist, engine, level))
-                tb = dist / f"{args.teamname}-task1.tar.gz"
+                files = contract.SubmissionFiles.in_dist(dist, args.teamname)
+                tb = files.tarball
                 sizes[key] = tb.stat().st_size
-                used = json.loads(Path(f"{tb}.manifest.json").read_text())["compressor"]
+                used = PackageManifest.read(files.manifest).compressor
                 names[key] = " ".join(used.split()[:2])       # e.g. "isal -2": what auto chose
                 ok = subprocess.run(["gunzip", "-t", str(tb)]).returncode == 0
                 if not ok:
