@@ -62,8 +62,6 @@ AMOS_LABELS: dict[int, str] = {
     15: "prostate/uterus",
 }
 AMOS_LABEL_IDS: dict[str, int] = {name: i for i, name in AMOS_LABELS.items()}  # dataset.json form
-MAX_LABEL = max(AMOS_LABELS)
-CASE_GLOB = "*.nii.gz"   # every case in the input folder, whatever its name
 
 # --------------------------------------------------------------------------- the server
 SERVER_CPUS = 4
