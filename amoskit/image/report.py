@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
+from amoskit import contract
+
 SIZE_LIMIT = 0.02  # runtime image at most 2% larger than base + /opt/venv + weights + code
 
 # Runs inside the image: torch build facts and the bytes under /opt/venv, counted the way the
@@ -69,12 +71,13 @@ def min_driver(cuda: str | None) -> str:
 
 
 def rtx3090_support(arch: list[str]) -> str:
-    """Whether the build has kernels for the organisers' RTX 3090 (sm_86)."""
-    if "sm_86" in arch:
-        return "sm_86 = RTX 3090: yes"
+    """Whether the build has kernels for the organisers' RTX 3090 (contract.SERVER_GPU_ARCH)."""
+    gpu = f"{contract.SERVER_GPU_ARCH} = RTX 3090"
+    if contract.SERVER_GPU_ARCH in arch:
+        return f"{gpu}: yes"
     if any(a in arch for a in ("sm_80", "compute_80", "compute_86")):
-        return "sm_86 = RTX 3090: yes, through sm_80 binaries / PTX"
-    return "sm_86 = RTX 3090: [red]NO kernels for it[/]"
+        return f"{gpu}: yes, through sm_80 binaries / PTX"
+    return f"{gpu}: [red]NO kernels for it[/]"
 
 
 def human(n: float) -> str:
