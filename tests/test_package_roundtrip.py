@@ -27,7 +27,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import PY, tool
+from conftest import tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.packaging, pytest.mark.verify]
 

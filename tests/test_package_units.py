@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from conftest import PY, tool
+from conftest import tool
 
-from amoskit.daemon import organiser_run
+from amoskit.verify import engine_metrics
 from amoskit.tarball import compress as parallel_gzip
 
 pytestmark = pytest.mark.packaging
@@ -102,7 +102,7 @@ def test_case_seconds_reads_the_engines_metrics():
     metrics = {"cases": [{"name": "a b.nii.gz", "status": "ok",
                           "seconds": {"read": 1.0, "compute_total": 5.5, "write": 0.5}},
                          {"name": "c.nii.gz", "status": "failed", "seconds": {}}]}
-    assert organiser_run.case_seconds(metrics) == {"a b.nii.gz": 6.0}
+    assert engine_metrics.case_seconds(metrics) == {"a b.nii.gz": 6.0}
 
 
 def test_amos_sized_estimate_scales_the_largest_sample_by_voxels():
@@ -112,11 +112,11 @@ def test_amos_sized_estimate_scales_the_largest_sample_by_voxels():
     big = {"name": "b.nii.gz", "status": "ok", "shape": [86, 233, 269], "spacing": [3.96, 1.39, 1.39],
            "target_shape": [57, 130, 150], "seconds": {"compute_total": 10.0, "write": 0.5}}
     failed = {"name": "c.nii.gz", "status": "failed", "seconds": {}}
-    est = organiser_run.amos_sized_estimate({"cases": [small, big, failed]})
+    est = engine_metrics.amos_sized_estimate({"cases": [small, big, failed]})
     assert est["case"] == "b.nii.gz"
     assert est["model_spacing"] == pytest.approx([5.975, 2.491, 2.493], abs=0.01)
     # 160 x 2.5 / 5.975 -> 67 slices; 512 x 0.7 / 2.49 -> 144 in-plane
     assert est["factor"] == pytest.approx(67 * 144 * 144 / (57 * 130 * 150), rel=1e-3)
     assert est["seconds"] == pytest.approx(10.5 * est["factor"])
-    assert organiser_run.amos_sized_estimate({"cases": [failed]}) is None
-    assert organiser_run.amos_sized_estimate({}) is None
+    assert engine_metrics.amos_sized_estimate({"cases": [failed]}) is None
+    assert engine_metrics.amos_sized_estimate({}) is None

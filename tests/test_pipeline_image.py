@@ -3,7 +3,6 @@ be inside it (compilers, pip caches, wheels, .git, tests, secrets), checked on t
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path

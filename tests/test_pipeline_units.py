@@ -3,7 +3,6 @@ machine here has both Docker and a GPU), output ownership, build context content
 from __future__ import annotations
 
 import tarfile
-from pathlib import Path
 
 import pytest
 from docker.types import DeviceRequest

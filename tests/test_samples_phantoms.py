@@ -1,12 +1,10 @@
 """The synthetic phantom generator: deterministic, all 16 labels, varied geometry."""
 import hashlib
-import sys
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from engine_helpers import REPO
 
 from amoskit.data.samples import make_samples
 from amoskit.data.phantoms import DEFAULT_SCALE, make_phantom

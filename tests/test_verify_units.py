@@ -14,11 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PY, tool
+from conftest import tool
 
-from amoskit.tarball import reader as it
+from amoskit.tarball.layers import Entry, merge_layers, resolve_path
+from amoskit.tarball.scan import scan_tarball
+from amoskit.tarball.secret_scan import secrets_in
+from amoskit.tarball.stream import GzipCheckingReader, TarballError
 from amoskit import contract
 from amoskit.daemon import organiser_run as orun
+from amoskit.verify.image_checks import check_weights, describe_model
+from amoskit.verify.report import Verdict
 
 pytestmark = pytest.mark.verify
 
@@ -26,7 +31,7 @@ DATA = os.urandom(200_000) + b"amos " * 100_000
 
 
 def read_all(blob: bytes) -> bytes:
-    return it.GzipCheckingReader(io.BytesIO(blob), "test.gz").read()
+    return GzipCheckingReader(io.BytesIO(blob), "test.gz").read()
 
 
 def test_gzip_reader_roundtrip_and_multi_member():
@@ -37,26 +42,26 @@ def test_gzip_reader_roundtrip_and_multi_member():
 
 def test_gzip_reader_names_each_defect():
     blob = bytearray(gzip.compress(DATA, mtime=0))
-    with pytest.raises(it.TarballError, match="truncated"):
+    with pytest.raises(TarballError, match="truncated"):
         read_all(bytes(blob[: len(blob) // 2]))
-    with pytest.raises(it.TarballError, match="truncated"):
+    with pytest.raises(TarballError, match="truncated"):
         read_all(bytes(blob[:-3]))                      # inside the trailer
     crc = bytearray(blob)
     crc[-6] ^= 0xFF                                     # CRC-32 field of the trailer
-    with pytest.raises(it.TarballError, match="CRC-32 mismatch"):
+    with pytest.raises(TarballError, match="CRC-32 mismatch"):
         read_all(bytes(crc))
-    with pytest.raises(it.TarballError, match="trailing garbage"):
+    with pytest.raises(TarballError, match="trailing garbage"):
         read_all(bytes(blob) + b"\x00\x00garbage")
-    with pytest.raises(it.TarballError, match="not gzip-compressed"):
+    with pytest.raises(TarballError, match="not gzip-compressed"):
         read_all(b"PK\x03\x04 a zip file")
-    with pytest.raises(it.TarballError, match="empty"):
+    with pytest.raises(TarballError, match="empty"):
         read_all(b"")
 
 
 def test_flipped_data_byte_is_caught():
     blob = bytearray(gzip.compress(DATA, mtime=0))
     blob[len(blob) // 2] ^= 0x01
-    with pytest.raises(it.TarballError, match="gzip"):
+    with pytest.raises(TarballError, match="gzip"):
         read_all(bytes(blob))
 
 
@@ -76,8 +81,8 @@ def test_scan_rejects_a_tar_cut_at_a_member_boundary(tmp_path):
     cut = body[: 512 + 512 + 512 + 1024]               # a.json header+data, b.txt header+data
     p = tmp_path / "cut.tar.gz"
     p.write_bytes(gzip.compress(cut, mtime=0))
-    with pytest.raises(it.TarballError, match="end-of-archive"):
-        it.scan_tarball(p)
+    with pytest.raises(TarballError, match="end-of-archive"):
+        scan_tarball(p)
 
 
 def test_scan_rejects_garbage_instead_of_a_header(tmp_path):
@@ -85,8 +90,8 @@ def test_scan_rejects_garbage_instead_of_a_header(tmp_path):
     damaged = body[:1024] + b"\x07" * 512 + body[1536:]
     p = tmp_path / "bad.tar.gz"
     p.write_bytes(gzip.compress(damaged, mtime=0))
-    with pytest.raises(it.TarballError, match="damaged|incomplete"):
-        it.scan_tarball(p)
+    with pytest.raises(TarballError, match="damaged|incomplete"):
+        scan_tarball(p)
 
 
 @pytest.mark.parametrize("name,text,kind", [
@@ -99,7 +104,7 @@ def test_scan_rejects_garbage_instead_of_a_header(tmp_path):
     ("/sa.json", b'{"type": "service_account", "private_key_id": "0123456789abcdef0123"}', "GCP service-account key"),
 ])
 def test_secrets_found_by_content(name, text, kind):
-    assert kind in it.secrets_in(name, text)
+    assert kind in secrets_in(name, text)
 
 
 @pytest.mark.parametrize("name,text", [
@@ -109,20 +114,35 @@ def test_secrets_found_by_content(name, text, kind):
     ("/app/settings.env.example", b"TOKEN=\n"),
 ])
 def test_no_false_alarm_on_certificates_and_examples(name, text):
-    assert it.secrets_in(name, text) == []
+    assert secrets_in(name, text) == []
 
 
 def test_whiteouts_apply_in_layer_order():
-    e = it.Entry("file", 1)
-    lower = {"/workspace": it.Entry("dir"), "/workspace/run_inference.py": e,
-             "/workspace/weights": it.Entry("dir"), "/workspace/weights/a.pth": e,
-             "/usr/bin/python3.11": e, "/usr/bin/python": it.Entry("symlink", link="python3.11")}
+    e = Entry("file", 1)
+    lower = {"/workspace": Entry("dir"), "/workspace/run_inference.py": e,
+             "/workspace/weights": Entry("dir"), "/workspace/weights/a.pth": e,
+             "/usr/bin/python3.11": e, "/usr/bin/python": Entry("symlink", link="python3.11")}
     upper = {"/workspace/.wh.run_inference.py": e, "/workspace/weights/.wh..wh..opq": e,
              "/workspace/weights/b.pth": e}
-    fs = it.merge_layers([lower, upper])
+    fs = merge_layers([lower, upper])
     assert "/workspace/run_inference.py" not in fs
     assert "/workspace/weights/a.pth" not in fs and "/workspace/weights/b.pth" in fs
-    assert it.resolve_path(fs, "/usr/bin/python") == "/usr/bin/python3.11"
+    assert resolve_path(fs, "/usr/bin/python") == "/usr/bin/python3.11"
+
+
+def test_weights_row_uses_the_engines_model_description():
+    """The image's model folder is judged by amosseg.model_folder, as the engine will load it."""
+    fs = {"/w": Entry("dir"), "/w/dataset.json": Entry("file", 30, text=b'{"labels": {"background": 0}}'),
+          "/w/plans.json": Entry("file", 2, text=b"{}"),
+          "/w/fold_0/checkpoint_final.pth": Entry("file", 9)}
+    model, size = describe_model(fs, "/w")
+    assert model.ok and model.dataset == {"labels": {"background": 0}} and size == 41
+    v = Verdict("t", "team")
+    check_weights(model, size, "/w", v)
+    del fs["/w/plans.json"]
+    check_weights(*describe_model(fs, "/w"), "/w", v)
+    assert [(r.check, r.status) for r in v.rows] == [("weights", "pass"), ("weights", "fail")]
+    assert "plans.json" in v.rows[1].detail
 
 
 def test_organisers_line_is_the_guides_line():
@@ -203,6 +223,6 @@ def test_damaged_compression_is_reported_as_the_cause(tmp_path):
     blob[len(blob) // 3] ^= 0x55
     p = tmp_path / "flip.tar.gz"
     p.write_bytes(bytes(blob))
-    with pytest.raises(it.TarballError) as err:
-        it.scan_tarball(p)
+    with pytest.raises(TarballError) as err:
+        scan_tarball(p)
     assert err.value.check == "gzip", err.value.reason

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import PY, tool
+from conftest import tool
 
-from amoskit.verbs import validate as vo
+from amoskit.verify import validation as vo
 
 pytestmark = pytest.mark.verify
 

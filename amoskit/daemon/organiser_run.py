@@ -11,8 +11,6 @@ The command lines are pure functions so they are testable as data.
 from __future__ import annotations
 
 import glob
-import json
-import os
 import re
 import shlex
 import subprocess
@@ -24,6 +22,7 @@ from typing import Callable
 
 from amoskit import contract
 
+# Reading the engine's METRICS_FILE is amoskit.verify.engine_metrics' job; its readers are
 LIMITS_UID = 54321                 # any non-root uid without a passwd entry: the harshest case
 METRICS_MOUNT = "/workspace/metrics"
 
@@ -181,64 +180,3 @@ def run_logged(cmd: list[str], env: dict, log_path: Path, timeout: float,
     return RunResult(cmd, proc.returncode, time.monotonic() - start, log_path,
                      "\n".join(lines[-15:]), device_line(text), timed_out,
                      peak.peak if peak else 0)
-
-
-def read_metrics(metrics_dir: Path) -> dict:
-    try:
-        return json.loads((metrics_dir / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def case_seconds(metrics: dict) -> dict[str, float]:
-    """Per-case seconds from the engine's METRICS_FILE, whatever its exact layout."""
-    cases = metrics.get("cases") if isinstance(metrics, dict) else None
-    out = {}
-    if isinstance(cases, dict):
-        cases = [{"case": k, **v} for k, v in cases.items() if isinstance(v, dict)]
-    for c in cases or []:
-        if not isinstance(c, dict):
-            continue
-        name = c.get("case") or c.get("name") or c.get("file") or c.get("input")
-        secs = c.get("seconds") or c.get("total_seconds") or c.get("time_s") or c.get("wall_s")
-        if isinstance(secs, dict):       # split by stage: total, else compute + write, else sum
-            parts = {k: v for k, v in secs.items() if isinstance(v, (int, float))}
-            secs = parts.get("total") or (
-                parts["compute_total"] + parts.get("write", 0.0) if "compute_total" in parts
-                else sum(parts.values()) if parts else None)
-        if name and isinstance(secs, (int, float)):
-            out[os.path.basename(str(name))] = float(secs)
-    return out
-
-
-def amos_sized_estimate(metrics: dict) -> dict | None:
-    """Seconds an AMOS-sized case would take, from the sample case with the most voxels at the
-    model's spacing, scaled by voxel count (the network's tile count grows with it).
-
-    Why: sample cases are small, so their seconds understate a real case; the CPU-only time of a
-    real-size model decides whether a run without a GPU can finish at all. The model's spacing is
-    read back from the engine's metrics (spacing x shape / shape after resampling), assuming no
-    transposition; it is an estimate, said as such where it is shown."""
-    secs = case_seconds(metrics)
-    best = None
-    for c in (metrics.get("cases") if isinstance(metrics, dict) else None) or []:
-        if not isinstance(c, dict):
-            continue
-        name = os.path.basename(str(c.get("name") or c.get("case") or ""))
-        shape, spacing, target = c.get("shape"), c.get("spacing"), c.get("target_shape")
-        if name not in secs or not all(isinstance(v, list) and len(v) == 3 and all(
-                isinstance(x, (int, float)) and x > 0 for x in v) for v in (shape, spacing, target)):
-            continue
-        voxels = float(target[0]) * target[1] * target[2]
-        if best is None or voxels > best["sample_voxels"]:
-            model_spacing = [s * n / t for s, n, t in zip(spacing, shape, target)]
-            best = {"case": name, "sample_voxels": voxels, "sample_seconds": secs[name],
-                    "model_spacing": model_spacing}
-    if best is None:
-        return None
-    ref = 1.0
-    for n, s, m in zip(contract.AMOS_CASE_SHAPE, contract.AMOS_CASE_SPACING, best["model_spacing"]):
-        ref *= max(1.0, round(n * s / m))
-    best["factor"] = ref / best["sample_voxels"]
-    best["seconds"] = best["sample_seconds"] * best["factor"]
-    return best

@@ -15,6 +15,9 @@ from rich.console import Console
 from rich.table import Table
 
 STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "skip": "dim", "info": "cyan"}
+# verify-load's steps, in order: each check module adds its rows under one of them
+INTEGRITY, CONTENTS, LOAD, RUN, OUTPUTS, DELIVER = (
+    "1 integrity", "2 contents", "3 load", "4 run", "5 outputs", "6 deliver")
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Verdict:
     reminder: str = ""
 
     def add(self, step: str, check: str, status: str, detail: str = "", **data) -> Row:
+        """The one way checks report: every check function takes the Verdict and adds its rows."""
         row = Row(step, check, status, detail, data)
         self.rows.append(row)
         return row

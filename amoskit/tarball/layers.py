@@ -1,0 +1,123 @@
+"""Each layer's files, and the container's filesystem they merge into.
+
+Why: whether run_inference.py, python and the weights exist is a question about the merged
+filesystem (overlayfs whiteouts, symlinks in parent folders), answered here from the listings
+alone. Small files are scanned for secrets while the layer streams past.
+"""
+from __future__ import annotations
+
+import posixpath
+import tarfile
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from amoskit.tarball.secret_scan import secrets_in
+from amoskit.tarball.stream import CHUNK, TarballError
+
+SCAN_FILE_LIMIT = 2 << 20       # files inside layers up to this size are scanned for secrets
+
+
+@dataclass
+class Entry:
+    """One path inside a layer."""
+    kind: str                   # file, dir, symlink, hardlink, other
+    size: int = 0
+    link: str = ""
+    secrets: list[str] = field(default_factory=list)
+    text: bytes | None = None   # kept for small files we read later (dataset.json)
+
+
+KEEP_TEXT = {"dataset.json", "plans.json", "model.json"}   # read later (weights check)
+
+
+def norm(path: str) -> str:
+    """Layer member name -> absolute path as the container sees it."""
+    while path.startswith("./"):
+        path = path[2:]
+    p = posixpath.normpath("/" + path)
+    return "/" if p in ("/", "//") else p
+
+
+def scan_layer_tar(fileobj, where: str) -> dict[str, Entry]:
+    """List a layer tar (streamed) and scan small files for secrets."""
+    entries: dict[str, Entry] = {}
+    try:
+        with tarfile.open(fileobj=fileobj, mode="r|", bufsize=CHUNK) as tar:
+            for m in tar:
+                path = norm(m.name)
+                if m.isreg():
+                    e = Entry("file", m.size)
+                    if m.size <= SCAN_FILE_LIMIT:
+                        data = tar.extractfile(m).read()
+                        e.secrets = secrets_in(path, data)
+                        if posixpath.basename(path) in KEEP_TEXT:
+                            e.text = data
+                elif m.isdir():
+                    e = Entry("dir")
+                elif m.issym():
+                    e = Entry("symlink", link=m.linkname)
+                elif m.islnk():
+                    e = Entry("hardlink", link=norm(m.linkname))
+                else:
+                    e = Entry("other")
+                entries[path] = e
+    except TarballError:
+        raise
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise TarballError("tar", f"layer {where} is not a complete tar ({exc})") from None
+    return entries
+
+
+# --------------------------------------------------------------------------- merged filesystem
+def merge_layers(layers: Iterable[dict[str, Entry]]) -> dict[str, Entry]:
+    """Apply layers in order with overlayfs whiteouts, giving the container's filesystem."""
+    fs: dict[str, Entry] = {}
+    for layer in layers:
+        for path, e in layer.items():
+            parent, base = posixpath.split(path)
+            if base == ".wh..wh..opq":
+                prefix = parent.rstrip("/") + "/"
+                for k in [k for k in fs if k.startswith(prefix)]:
+                    del fs[k]
+                continue
+            if base.startswith(".wh."):
+                target = posixpath.join(parent, base[4:])
+                prefix = target + "/"
+                for k in [k for k in fs if k == target or k.startswith(prefix)]:
+                    del fs[k]
+                continue
+            if e.kind != "dir" and path in fs and fs[path].kind == "dir":
+                prefix = path + "/"
+                for k in [k for k in fs if k.startswith(prefix)]:
+                    del fs[k]
+            fs[path] = e
+    return fs
+
+
+def resolve_path(fs: dict[str, Entry], path: str, hops: int = 0) -> str | None:
+    """Follow symlinks (also in parent folders) inside the merged filesystem."""
+    path = posixpath.normpath(path)
+    if hops > 40:
+        return None
+    parts = path.strip("/").split("/")
+    cur = ""
+    for i, part in enumerate(parts):
+        cur = cur + "/" + part
+        e = fs.get(cur)
+        if e is None:
+            if i == len(parts) - 1:
+                return None
+            continue            # a parent folder that no layer lists explicitly
+        if e.kind == "symlink":
+            base = posixpath.dirname(cur)
+            target = e.link if e.link.startswith("/") else posixpath.join(base, e.link)
+            rest = "/".join(parts[i + 1:])
+            return resolve_path(fs, posixpath.join(target, rest) if rest else target, hops + 1)
+        if e.kind == "hardlink":
+            cur = e.link
+    return cur
+
+
+def fs_kind(fs: dict[str, Entry], path: str) -> str | None:
+    real = resolve_path(fs, path)
+    return fs[real].kind if real and real in fs else None
