@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from amoskit import REPO
-from amoskit.daemon import connect as docker_env
+from amoskit.daemon import connect as daemon
 
 # the interpreter running pytest (make test: .venv) also runs the tools: a scratch venv with
 # another torch tests itself
@@ -51,7 +51,7 @@ def engine():
     """(client, reason) of the session's one attempt to reach the engine."""
     global _engine
     if _engine is None:
-        _engine = docker_env.try_connect()
+        _engine = daemon.try_connect()
     return _engine
 
 

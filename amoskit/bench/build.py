@@ -21,7 +21,7 @@ from rich.table import Table
 from amoskit import contract
 from amoskit.image import build_context
 from amoskit.verbs import build as build_image
-from amoskit.daemon import connect as docker_env
+from amoskit.daemon import connect as daemon
 
 TEAM = "benchbuild"
 TARGET = 0.10
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     except build_context.ContextError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    client = docker_env.connect()
+    client = daemon.connect()
     try:
         build_image.ensure_base_image(client, a.base_image)
     except SystemExit as exc:

@@ -49,8 +49,8 @@ def timed_package(team: str, dist: Path, engine: str, level: str) -> float:
 def first_byte(ref: str) -> tuple[float, float]:
     """(seconds to the first byte, total seconds) of the SDK's save stream, read to nowhere:
     Docker 20.10 exports the whole image to a temp folder before it sends anything."""
-    from amoskit.daemon import connect as docker_env
-    client = docker_env.connect()
+    from amoskit.daemon import connect as daemon
+    client = daemon.connect()
     start = time.monotonic()
     res = client.api._get(client.api._url("/images/{0}/get", ref), stream=True)
     first = None

@@ -1,7 +1,7 @@
 """`make build`: build the builder and runtime stages through the Docker SDK and report the result.
 
 The SDK's low-level `APIClient.build` drives the classic builder (the one every Docker engine has);
-its log streams into a rich live view, and the result ends in a table (image_report.py) with the
+its log streams into a rich live view, and the result ends in a table (amoskit/image/report.py) with the
 image's size check. Exit status: 0 built and size check passed, 1 build or size check failed,
 2 bad input (team name, weights, base image, engine) found before anything was built.
 """
@@ -28,8 +28,8 @@ from rich.text import Text
 
 from amoskit.image import build_context
 from amoskit import contract
-from amoskit.daemon import connect as docker_env
-from amoskit.image import report as image_report
+from amoskit.daemon import connect as daemon
+from amoskit.image import report as build_report
 
 REPO = build_context.REPO
 PLATFORM = "linux/amd64"  # the organisers' server; also when built on an arm64 machine
@@ -236,12 +236,12 @@ def main(argv=None) -> int:
     a = parse_args(argv)
     try:
         if a.check_base:
-            return 0 if base_available(docker_env.connect(), a.base_image) else 3
+            return 0 if base_available(daemon.connect(), a.base_image) else 3
         check_teamname(a.teamname)
         weights, inference = Path(a.weights), Path(a.inference)
         build_context.check_weights(weights)  # before Docker: the commonest mistake, said first
         wheelhouse = Path(a.wheelhouse) if a.wheelhouse else None
-        client = docker_env.connect()
+        client = daemon.connect()
         ensure_base_image(client, a.base_image)
         tags = [f"{a.teamname}:{a.version}", f"{a.teamname}:latest"]
         log_path = Path(tempfile.gettempdir()) / f"amos-build-{a.teamname}.log"
@@ -256,8 +256,8 @@ def main(argv=None) -> int:
             console.print(f"[red]error:[/] build failed: {exc} (full log: {log_path})")
             return 1
         seconds = time.monotonic() - start
-        report = image_report.collect(client, runtime.image_id, a.base_image, ctx.bytes_by_folder)
-        image_report.show(console, report, tags, seconds, builder.seconds, runtime.seconds)
+        report = build_report.collect(client, runtime.image_id, a.base_image, ctx.bytes_by_folder)
+        build_report.show(console, report, tags, seconds, builder.seconds, runtime.seconds)
         return 0 if report.size_ok else 1
     except build_context.ContextError as exc:
         print(f"error: {exc}", file=sys.stderr)

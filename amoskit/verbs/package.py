@@ -5,7 +5,7 @@ compresses on one core, stamps the time into the gzip header (so two runs differ
 half-written file when interrupted. Here the image is saved through the SDK by its
 `TEAMNAME:latest` reference (so that tag, and only it, is inside the file; a save by id has no
 tag and the organisers' `docker run ... TEAMNAME` would fail), streamed through a parallel gzip
-(ISA-L, else pigz; see parallel_gzip.py) into a temporary name in the dist folder and renamed
+(ISA-L, else pigz; see amoskit/tarball/compress.py) into a temporary name in the dist folder and renamed
 only when complete, then described by
 a `.sha256` file (sha256sum format) and a JSON manifest that `make verify-load` checks against.
 """
@@ -29,7 +29,7 @@ from rich.table import Table
 
 from amoskit import contract
 from amoskit.records import PackageManifest, sha256_line
-from amoskit.tarball import compress as parallel_gzip
+from amoskit.tarball import compress
 
 from amoskit import REPO
 EMAIL_COMFORT_GB = 4.0
@@ -96,14 +96,14 @@ def save_compressed(client, ref: str, tmp: Path, level: int | None, threads: int
     start = time.monotonic()
     with open(tmp, "wb") as out, Progress(*columns, console=console, disable=quiet,
                                           transient=False) as progress:
-        sink = parallel_gzip.open_sink(out, level, threads, engine)
+        sink = compress.open_sink(out, level, threads, engine)
         task = progress.add_task("save", total=total_hint or None, out="0 B")
         # the SDK's get_image() by name, done by hand to keep the response: closing it on an
         # error stops the engine's stream at once (dropping it would drain gigabytes first)
         res = client.api._get(client.api._url("/images/{0}/get", ref), stream=True)
         try:
             client.api._raise_for_status(res)
-            for chunk in res.iter_content(parallel_gzip.CHUNK, decode_unicode=False):
+            for chunk in res.iter_content(compress.CHUNK, decode_unicode=False):
                 sink.write(chunk)
                 progress.update(task, advance=len(chunk),
                                 out=f"{sink.out_bytes / 1e6:,.0f} MB gz")
@@ -160,11 +160,11 @@ def summary_table(paths: contract.SubmissionFiles, facts: dict, res: dict) -> Ta
 
 def package(team: str, task: str, dist: Path, level: int | None, threads: int | None, engine: str,
             quiet: bool = False) -> PackageManifest:
-    from amoskit.daemon import connect as docker_env  # late: TEAMNAME is checked before Docker is touched
+    from amoskit.daemon import connect as daemon  # late: TEAMNAME is checked before Docker is touched
     from docker.errors import APIError, ImageNotFound
     from requests.exceptions import RequestException
 
-    client = docker_env.connect()
+    client = daemon.connect()
     ref = f"{team}:latest"
     try:
         image = client.images.get(ref)
@@ -179,7 +179,7 @@ def package(team: str, task: str, dist: Path, level: int | None, threads: int | 
     try:
         size = facts.get("image_size_bytes") or 0
         if level is None:
-            level = parallel_gzip.default_level(parallel_gzip.pick_engine(engine), size)
+            level = compress.default_level(compress.pick_engine(engine), size)
         res = save_compressed(client, ref, tmp, level, threads, engine, size, quiet)
         manifest = PackageManifest(
             file=paths.tarball.name, teamname=team, task=task,
@@ -219,13 +219,13 @@ def main(argv: list[str] | None = None) -> int:
                          "3 GB), pigz and python 1-9 (default 2); see amoskit/bench/package.py")
     ap.add_argument("--threads", type=int, default=None,
                     help="compressor threads (default: usable CPUs, at least 2)")
-    ap.add_argument("--engine", choices=("auto", *parallel_gzip.ENGINES), default="auto",
+    ap.add_argument("--engine", choices=("auto", *compress.ENGINES), default="auto",
                     help="compressor: auto = isal if installed, else pigz, else python's zlib")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
     check_teamname(args.teamname)
-    engine = parallel_gzip.pick_engine(args.engine)
-    levels = parallel_gzip.LEVELS[engine]
+    engine = compress.pick_engine(args.engine)
+    levels = compress.LEVELS[engine]
     if args.level is not None and args.level not in levels:
         fail(f"--level {args.level} does not exist for the {engine} compressor: "
              f"use {levels.start}..{levels.stop - 1}", 2)

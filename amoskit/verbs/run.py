@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from amoskit import contract
-from amoskit.daemon import connect as docker_env
+from amoskit.daemon import connect as daemon
 from amoskit.daemon import ownership
 
 console = Console(highlight=False)
@@ -73,7 +73,7 @@ def settings_table(s: dict, gpu: bool, host_cpus: int) -> Table:
 
 def run(image: str, input_dir: str, output_dir: str) -> int:
     inp, out = check_folders(input_dir, output_dir)
-    client = docker_env.connect()
+    client = daemon.connect()
     try:
         client.images.get(image)
     except ImageNotFound:
