@@ -45,9 +45,9 @@ def check_peak_memory(r: RunResult, v: Verdict) -> None:
                     (engine_rss, "engine's peak RSS") if isinstance(engine_rss, int) and engine_rss
                     else (0, ""))
     if peak:
-        gb = peak / 1024 ** 3
-        v.add(RUN, "peak memory", "pass" if gb < 0.9 * 30 else "warn",
-              f"{gb:.2f} GiB of the 30 GB limit ({source})", bytes=peak)
+        v.add(RUN, "peak memory", "pass" if peak < 0.9 * contract.SERVER_MEMORY_BYTES else "warn",
+              f"{peak / 1024 ** 3:.2f} GiB of the {contract.SERVER_MEMORY.rstrip('g')} GB limit "
+              f"({source})", bytes=peak)
     else:
         v.add(RUN, "peak memory", "info", "not measured (container cgroup not readable)")
 
