@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 import sys
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def write_image(path: Path, array: np.ndarray, spacing=(1.0, 1.0, 1.0), origin=(
     img.SetSpacing(spacing)
     img.SetOrigin(origin)
     img.SetDirection([float(v) for v in direction])
-    tmp = path.with_name(".tmp-" + path.name[: -len(".nii.gz")] + ".nii.gz")  # ITK wants a lower-case suffix
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}.nii.gz")  # ITK rewrites names holding .NII/.hdr/.img
     sitk.WriteImage(img, str(tmp), useCompression=True)
     tmp.rename(path)
     return path

@@ -46,6 +46,10 @@ GOOD = {  # name -> (array, spacing, direction) that must be segmented
     "huge-spacing.nii.gz": (body((4, 8, 8)), (20.0, 20.0, 50.0), None),
     "name with spaces ünïcode.v1.2.nii.gz": (body(), (2.5, 2.5, 6.0), None),
     "-leading-dash.nii.gz": (body(), (2.5, 2.5, 6.0), None),
+    # names the NIfTI library would rewrite if they were handed to it (".NII"/".hdr"/".img" inside)
+    "Scan.NII.nii.gz": (body(), (2.5, 2.5, 6.0), None),
+    "case.hdr.img.nii.gz": (body(), (2.5, 2.5, 6.0), None),
+    "twice.nii.nii.gz": (body(), (2.5, 2.5, 6.0), None),
 }
 BAD = {  # name -> expected words in its error line
     "zero-bytes.nii.gz": "cannot read",

@@ -9,6 +9,7 @@ import errno
 import gzip
 import os
 import struct
+import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,8 +160,10 @@ def write_label(labels: np.ndarray, reference: sitk.Image, out_path: Path) -> No
     out.SetOrigin(reference.GetOrigin())
     out.SetSpacing(reference.GetSpacing())
     out.SetDirection(reference.GetDirection())
-    # ITK picks its writer by a lower-case extension; the final name keeps the input's exact case
-    tmp = out_path.parent / f".partial-{os.getpid()}-{out_path.name[:-len('.nii.gz')]}.nii.gz"
+    # ITK picks its writer by a lower-case extension, and the NIfTI library rewrites a name holding
+    # ".nii", ".NII", ".hdr" or ".img" anywhere in it (Scan.NII.nii.gz -> Scan.NII.GZ): the temporary
+    # name owes nothing to the case's, and the final rename keeps the input's exact name
+    tmp = out_path.parent / f".partial-{os.getpid()}-{uuid.uuid4().hex}.nii.gz"
     try:
         sitk.WriteImage(out, str(tmp), useCompression=True)
         with open(tmp, "rb") as fh:
