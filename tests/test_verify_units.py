@@ -226,3 +226,45 @@ def test_damaged_compression_is_reported_as_the_cause(tmp_path):
     with pytest.raises(TarballError) as err:
         scan_tarball(p)
     assert err.value.check == "gzip", err.value.reason
+
+
+def classic_save(tarball: Path, team: str = "testteam") -> Path:
+    """A small image in `docker save`'s classic layout, gzip-compressed, with a good sha256 sidecar."""
+    import hashlib
+    layer = tar_bytes({"workspace/run_inference.py": b"print('hi')\n",
+                       "usr/bin/python": b"#!/bin/sh\n",
+                       "workspace/weights/model.json": b'{"file": "model.pt"}',
+                       "workspace/weights/model.pt": b"torchscript"})
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "config": {"WorkingDir": "/workspace", "Cmd": ["python", "run_inference.py"],
+                                    "Env": ["PATH=/usr/bin"]},
+                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+    config_name = hashlib.sha256(config).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [f"{team}:latest"],
+                            "Layers": ["l1/layer.tar"]}]).encode()
+    blob = gzip.compress(tar_bytes({"l1/layer.tar": layer, config_name: config,
+                                    "manifest.json": manifest}), mtime=0)
+    tarball.write_bytes(blob)
+    Path(f"{tarball}.sha256").write_text(f"{hashlib.sha256(blob).hexdigest()}  {tarball.name}\n")
+    return tarball
+
+
+def test_altered_file_is_neither_loaded_nor_run(tmp_path):
+    """A readable file whose sha256 disagrees is not the packaged image: steps 3-5 are skipped."""
+    tb = classic_save(tmp_path / "testteam-task1.tar.gz")
+    assert verify_cli(tb, "--offline").returncode == 0, verdict(tb)
+    assert row_of(verdict(tb), "sha256")["status"] == "pass"
+    Path(f"{tb}.sha256").write_text(f"{'0' * 64}  {tb.name}\n")
+    proc = verify_cli(tb)
+    assert proc.returncode == 1
+    data = verdict(tb)
+    assert row_of(data, "sha256")["status"] == "fail"
+    assert row_of(data, "layer digest")["status"] == "pass"
+    later = [r for r in data["rows"] if r["step"] in ("3 load", "4 run", "5 outputs")]
+    assert [(r["check"], r["status"]) for r in later] == [("docker load", "skip")], later
+    assert "integrity failed (sha256)" in later[0]["detail"]
+
+
+def row_of(data: dict, check: str) -> dict:
+    return next(r for r in data["rows"] if r["check"] == check)

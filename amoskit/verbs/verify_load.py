@@ -28,7 +28,7 @@ from rich.console import Console
 from amoskit import contract
 from amoskit.verify import deliver, image_checks, integrity, load, outputs, runs
 from amoskit.verify.progress import console
-from amoskit.verify.report import LOAD, Verdict
+from amoskit.verify.report import INTEGRITY, LOAD, Verdict
 
 
 def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Path | None,
@@ -44,6 +44,13 @@ def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Pa
         deliver.check_short_paper(files, v)
         return v
     contents = image_checks.check_contents(img, team, v)
+    altered = [r.check for r in v.failed if r.step == INTEGRITY]
+    if altered:  # sha256, digest or manifest: readable, but not the image that was packaged
+        v.add(LOAD, "docker load", "skip", f"integrity failed ({', '.join(altered)}): loading and "
+                                           f"running a file that is not the packaged image proves "
+                                           f"nothing; re-run make package")
+        deliver.check_short_paper(files, v)
+        return v
     if offline:
         v.add(LOAD, "docker load", "skip", "--offline")
         deliver.check_short_paper(files, v)
