@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import docker
@@ -45,3 +49,100 @@ def test_can_start_says_why_not(monkeypatch):
     assert reason and ("root" in reason or "dockerd" in reason)
     if os.geteuid() == 0:
         assert "dockerd is not installed" in reason
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from amoskit.daemon import interrupts, throwaway
+interrupts.interrupt_on_termination()
+with throwaway.ThrowawayDaemon(parent=sys.argv[1]) as d:
+    print(d.root, flush=True)
+    time.sleep(120)
+"""
+
+
+def dockerd_pids_under(root: Path) -> list[int]:
+    """dockerd processes whose command line names this root."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(root) in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def hold_daemon(parent: Path) -> tuple[subprocess.Popen, Path]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(parent)], stdout=subprocess.PIPE,
+                            text=True)
+    root = Path(proc.stdout.readline().strip())
+    assert root.name.startswith("tdk-") and dockerd_pids_under(root), proc.poll()
+    return proc, root
+
+
+@pytest.fixture
+def short_parent():
+    """A short folder for daemon roots: unix socket paths under it must stay under 108 bytes."""
+    parent = Path(tempfile.mkdtemp(prefix="tdkt", dir="/tmp"))
+    yield parent
+    shutil.rmtree(parent, ignore_errors=True)
+
+
+def gone_within(root: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not dockerd_pids_under(root):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.skipif(throwaway_daemon.can_start() != "", reason=throwaway_daemon.can_start() or "-")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_stopped_run_leaves_no_daemon_and_no_root(short_parent, sig):
+    proc, root = hold_daemon(short_parent)
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert gone_within(root, 30) and not root.exists()
+
+
+@pytest.mark.skipif(throwaway_daemon.can_start() != "", reason=throwaway_daemon.can_start() or "-")
+def test_a_killed_run_leaves_no_daemon_and_the_next_run_removes_its_root(short_parent):
+    proc, root = hold_daemon(short_parent)
+    proc.kill()                                    # SIGKILL: no cleanup code runs at all
+    proc.wait(timeout=30)
+    assert gone_within(root, 30), "dockerd outlived the process that started it"
+    assert root.exists()                           # nobody could remove it ...
+    assert throwaway_daemon.remove_stale_roots(short_parent) == [root] and not root.exists()
+
+
+@pytest.mark.skipif(throwaway_daemon.can_start() != "", reason=throwaway_daemon.can_start() or "-")
+def test_ctrl_c_while_the_daemon_starts_stops_it(short_parent, monkeypatch):
+    def interrupted(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(docker.DockerClient, "ping", interrupted)
+    d = throwaway_daemon.ThrowawayDaemon(parent=str(short_parent))
+    with pytest.raises(KeyboardInterrupt):
+        d.start()
+    assert d.root is not None and not d.root.exists() and d.proc.poll() is not None
+    assert gone_within(d.root, 5)
+
+
+def test_only_roots_of_dead_runs_are_stale(tmp_path):
+    def root(name, owner=None, daemon=None):
+        r = tmp_path / name
+        r.mkdir()
+        if owner is not None:
+            (r / "owner.pid").write_text(str(owner))
+        if daemon is not None:
+            (r / "dockerd.pid").write_text(str(daemon))
+        return r
+    live = root("tdk-live", owner=os.getpid())
+    being_made = root("tdk-new")                                   # owner file not written yet
+    orphaned_daemon = root("tdk-daemon", owner=999999999, daemon=os.getpid())
+    dead = root("tdk-dead", owner=999999999, daemon=999999999)
+    dead_before_start = root("tdk-early", owner=999999999)
+    assert sorted(throwaway_daemon.remove_stale_roots(tmp_path)) == [dead, dead_before_start]
+    assert live.exists() and being_made.exists() and orphaned_daemon.exists()

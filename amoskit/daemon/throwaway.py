@@ -47,6 +47,43 @@ def _unmount_under(root: Path) -> None:
         subprocess.run(["umount", "-l", mp], capture_output=True)
 
 
+ROOT_PREFIX = "tdk-"
+OWNER_FILE = "owner.pid"  # the process that made the root: while it lives, the root is in use
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the process that started it dies, however it dies
+    (SIGKILL included), so no dockerd outlives its verify-load. unshare execs dockerd in place,
+    which keeps the setting."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def remove_stale_roots(parent: Path) -> list[Path]:
+    """Roots of throwaway daemons whose run was killed (SIGKILL leaves them): neither the process
+    that made the root nor its dockerd is alive. A root in use, or one whose owner file is not
+    written yet (being made this instant), is left alone."""
+    removed = []
+    for root in parent.glob(ROOT_PREFIX + "*"):
+        owner = root / OWNER_FILE
+        if not owner.exists() or _alive(owner) or _alive(root / "dockerd.pid"):
+            continue
+        _unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+        removed.append(root)
+    return removed
+
+
 INHERITED_KEYS = ("runtimes", "default-runtime", "storage-driver", "cgroup-parent", "exec-opts")
 
 
@@ -83,7 +120,9 @@ class ThrowawayDaemon:
         if reason:
             raise DaemonUnavailable(reason)
         # short path: unix sockets (ours and containerd's under exec-root) are limited to 108 bytes
-        self.root = Path(tempfile.mkdtemp(prefix="tdk-", dir=self.parent or "/tmp"))
+        remove_stale_roots(Path(self.parent or "/tmp"))
+        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=self.parent or "/tmp"))
+        (self.root / OWNER_FILE).write_text(str(os.getpid()))
         for sub in ("data", "exec"):
             (self.root / sub).mkdir()
         self.log_path = self.root / "dockerd.log"
@@ -98,24 +137,30 @@ class ThrowawayDaemon:
                "--userland-proxy=false"]
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + self.start_timeout
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=_die_with_parent)
+        try:  # until it answers, nobody else holds it: any way out of here must stop it
+            self._wait_until_up()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_until_up(self) -> None:
         import docker
+        deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = self.log_tail()
-                self.stop()
-                raise DaemonUnavailable(f"dockerd exited ({self.proc.returncode}): {tail}")
+                raise DaemonUnavailable(f"dockerd exited ({self.proc.returncode}): {self.log_tail()}")
             if self.socket.exists():
                 try:
                     docker.DockerClient(base_url=self.url, timeout=5).ping()
-                    return self
+                    return
                 except Exception:  # noqa: BLE001 - not up yet
                     pass
             time.sleep(0.3)
-        tail = self.log_tail()
-        self.stop()
-        raise DaemonUnavailable(f"dockerd did not answer within {self.start_timeout:.0f}s: {tail}")
+        raise DaemonUnavailable(f"dockerd did not answer within {self.start_timeout:.0f}s: "
+                                f"{self.log_tail()}")
 
     def log_tail(self, n: int = 3) -> str:
         try:

@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import errno
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
 from rich.table import Table
 
 from amoskit import contract
+from amoskit.daemon import interrupts
 from amoskit.records import PackageManifest, sha256_line
 from amoskit.tarball import compress
 
@@ -230,12 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--level {args.level} does not exist for the {engine} compressor: "
              f"use {levels.start}..{levels.stop - 1}", 2)
 
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
-    # a shell that starts us in the background sets SIGINT to ignored, and Python then keeps it
-    # ignored: restore Ctrl-C so an interrupt always removes the partial file
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupts.interrupt_on_termination()  # any stop removes the partial file
     try:
         package(args.teamname, args.task, args.dist, args.level, args.threads, engine,
                 args.quiet)

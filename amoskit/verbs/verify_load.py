@@ -26,6 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from amoskit import contract
+from amoskit.daemon import interrupts
 from amoskit.verify import deliver, image_checks, integrity, load, outputs, runs
 from amoskit.verify.progress import console
 from amoskit.verify.report import INTEGRITY, LOAD, Verdict
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     labels = args.labels if args.labels and args.labels.is_dir() else None
+    interrupts.interrupt_on_termination()  # any stop removes the throwaway daemon and its root
     try:
         v = verify(args.tarball, args.teamname, args.task, args.samples, labels, args.daemon,
                    args.offline, args.timeout)
