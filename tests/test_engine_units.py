@@ -95,6 +95,26 @@ def test_cgroup_v2_and_v1(tmp_path):
     assert resources.memory_limit_bytes(v1) == 8 * 1024**3
 
 
+def test_memory_headroom_counts_page_cache_as_free(tmp_path):
+    """A case is admitted against memory really available: usage less the inactive file cache."""
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "memory.max").write_text(str(30 * 1024**3))
+    (v2 / "memory.current").write_text(str(20 * 1024**3))
+    (v2 / "memory.stat").write_text(f"anon {4 * 1024**3}\nfile {16 * 1024**3}\n"
+                                    f"active_file {1024**3}\ninactive_file {15 * 1024**3}\n")
+    assert resources.cgroup_headroom_bytes(v2) == 25 * 1024**3       # not 10: cache is reclaimable
+    v1 = tmp_path / "v1"
+    (v1 / "memory").mkdir(parents=True)
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(str(8 * 1024**3))
+    (v1 / "memory" / "memory.usage_in_bytes").write_text(str(6 * 1024**3))
+    (v1 / "memory" / "memory.stat").write_text(f"cache 1\ntotal_inactive_file {2 * 1024**3}\n")
+    assert resources.cgroup_headroom_bytes(v1) == 4 * 1024**3
+    (v1 / "memory" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))
+    assert resources.cgroup_headroom_bytes(v1) is None
+    assert resources.available_memory_bytes(v1) == resources.host_available_bytes()
+
+
 def _model_folder(tmp_path, plans_edit=None, dataset_edit=None, with_fold=True):
     from engine_helpers import WEIGHTS
     dst = tmp_path / "model"
