@@ -29,7 +29,7 @@ from amoskit import contract
 from amoskit.daemon import interrupts
 from amoskit.verify import deliver, image_checks, integrity, load, outputs, runs
 from amoskit.verify.progress import console
-from amoskit.verify.report import INTEGRITY, LOAD, Verdict
+from amoskit.verify.report import INTEGRITY, LOAD, OUTPUTS, RUN, Verdict
 
 
 def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Path | None,
@@ -41,21 +41,15 @@ def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Pa
         return v
     img = integrity.check_integrity(files, v)
     if img is None:
-        v.add(LOAD, "docker load", "skip", "integrity failed: the file cannot be trusted")
-        deliver.check_short_paper(files, v)
-        return v
+        return skip_the_rest(v, files, "integrity failed: the file cannot be trusted")
     contents = image_checks.check_contents(img, team, v)
     altered = [r.check for r in v.failed if r.step == INTEGRITY]
     if altered:  # sha256, digest or manifest: readable, but not the image that was packaged
-        v.add(LOAD, "docker load", "skip", f"integrity failed ({', '.join(altered)}): loading and "
-                                           f"running a file that is not the packaged image proves "
-                                           f"nothing; re-run make package")
-        deliver.check_short_paper(files, v)
-        return v
+        return skip_the_rest(v, files, f"integrity failed ({', '.join(altered)}): loading and "
+                                       f"running a file that is not the packaged image proves "
+                                       f"nothing; re-run make package")
     if offline:
-        v.add(LOAD, "docker load", "skip", "--offline")
-        deliver.check_short_paper(files, v)
-        return v
+        return skip_the_rest(v, files, "--offline")
     samples = runs.check_samples(samples, v)
     work = runs.fresh_dir(files.report_dir)
     with ExitStack() as stack:
@@ -66,6 +60,14 @@ def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Pa
             outputs.check_outputs(samples, labels, done, contents, work, v)
             deliver.check_previews(samples, labels, done["organisers"].output,
                                    work / "previews", v)
+    deliver.check_short_paper(files, v)
+    return v
+
+
+def skip_the_rest(v: Verdict, files: contract.SubmissionFiles, why: str) -> Verdict:
+    """A row for each step not taken (load, run, outputs), saying why; then the delivery check."""
+    for step, check in ((LOAD, "docker load"), (RUN, "organisers' line"), (OUTPUTS, "output folder")):
+        v.add(step, check, "skip", why)
     deliver.check_short_paper(files, v)
     return v
 
