@@ -79,6 +79,7 @@ IMAGE_TORCH_VERSION = "2.7.1"
 IMAGE_TORCH_INDEX_URL = "https://download.pytorch.org/whl/cu118"
 
 # --------------------------------------------------------------------------- the docker run line
+PIDS_LIMIT = 4096   # our limits run only: a fork bomb fails its own container, not the host
 INPUT_MOUNT = "/workspace/input"
 OUTPUT_MOUNT = "/workspace/output"
 COMMAND = ("python", "run_inference.py")
@@ -128,6 +129,7 @@ class OrganiserRun:
     env: tuple[tuple[str, str], ...] = ()
     mounts: tuple[tuple[str, str], ...] = ()      # extra read-write (host, container) mounts
     cidfile: Path | None = None
+    hardened: bool = False                        # --pids-limit and no-new-privileges
     command: tuple[str, ...] = COMMAND
 
     def cli(self) -> list[str]:
@@ -144,6 +146,8 @@ class OrganiserRun:
                     "--memory-swap", self.limits.memory]
         for k, v in self.env:
             cmd += ["-e", f"{k}={v}"]
+        if self.hardened:
+            cmd += ["--pids-limit", str(PIDS_LIMIT), "--security-opt", "no-new-privileges"]
         cmd += ["--user", self.user]
         if self.cidfile is not None:
             cmd += ["--cidfile", str(self.cidfile)]
@@ -163,6 +167,8 @@ class OrganiserRun:
         if self.limits:
             kw.update(network_mode="none", nano_cpus=self.limits.cpus * 1_000_000_000,
                       mem_limit=self.limits.memory)
+        if self.hardened:
+            kw.update(pids_limit=PIDS_LIMIT, security_opt=["no-new-privileges"])
         if self.nvidia:
             from docker.types import DeviceRequest
             kw["runtime"] = "nvidia"

@@ -159,6 +159,8 @@ def test_organisers_line_is_the_guides_line():
                         .replace("LOCAL_PATH_OUTPUT", "/out").replace("TEAMNAME", "team"))
     # the one value renders the submission guide's line word for word
     assert orun.organisers_command("team", Path("/in"), Path("/out"), nvidia=True) == guide
+    booked = orun.organisers_command("team", Path("/in"), Path("/out"), True, cidfile=Path("/c"))
+    assert booked == guide[:-7] + ["--cidfile", "/c"] + guide[-7:]   # only the bookkeeping flag
 
 
 @pytest.mark.parametrize("host,quota", [(2, 200_000), (4, 400_000), (64, 400_000)])
@@ -168,6 +170,8 @@ def test_limits_run_caps_cpus_to_the_host(host, quota):
     assert cmd[cmd.index("--network") + 1] == "none"
     assert cmd[cmd.index("--memory") + 1] == "30g"
     assert "GPU_MEMORY_LIMIT_GB=24" in cmd
+    assert cmd[cmd.index("--pids-limit") + 1] == "4096"
+    assert cmd[cmd.index("--security-opt") + 1] == "no-new-privileges"
     user = cmd[cmd.index("--user") + 1]
     assert not user.startswith("0") and user != "root"
     assert "--cpus" not in cmd

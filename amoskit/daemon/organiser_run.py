@@ -27,9 +27,12 @@ LIMITS_UID = 54321                 # any non-root uid without a passwd entry: th
 METRICS_MOUNT = "/workspace/metrics"
 
 
-def organisers_command(team: str, input_dir: Path, output_dir: Path, nvidia: bool) -> list[str]:
-    """The guide's line with the paths and TEAMNAME filled in; GPU flags only with the runtime."""
-    return contract.OrganiserRun(team, input_dir, output_dir, nvidia).cli()
+def organisers_command(team: str, input_dir: Path, output_dir: Path, nvidia: bool,
+                       cidfile: Path | None = None) -> list[str]:
+    """The guide's line with the paths and TEAMNAME filled in; GPU flags only with the runtime.
+    `cidfile` adds `--cidfile` only: bookkeeping, so a timed-out run can be found and killed,
+    nothing the container sees."""
+    return contract.OrganiserRun(team, input_dir, output_dir, nvidia, cidfile=cidfile).cli()
 
 
 def limits_command(team: str, input_dir: Path, output_dir: Path, metrics_dir: Path,
@@ -43,7 +46,7 @@ def limits_command(team: str, input_dir: Path, output_dir: Path, metrics_dir: Pa
         limits=contract.ServerLimits.on_host(host_cpus),
         env=(("GPU_MEMORY_LIMIT_GB", str(contract.SERVER_GPU_MEMORY_GB)),
              ("METRICS_FILE", f"{METRICS_MOUNT}/metrics.json")),
-        mounts=((str(metrics_dir), METRICS_MOUNT),), cidfile=cidfile).cli()
+        mounts=((str(metrics_dir), METRICS_MOUNT),), cidfile=cidfile, hardened=True).cli()
 
 
 DEVICE_RE = re.compile(r"(?:^|[\s\]|])(device:\s.*)$")
