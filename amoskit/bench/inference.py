@@ -42,7 +42,7 @@ def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: s
     settings = Settings.from_env(os.environ, REPO / "inference")  # the knobs as the engine's run reads them
     torch.set_num_threads(settings.torch_threads or usable_cpus())
     torch.backends.cudnn.benchmark = settings.cudnn_benchmark
-    model = load_model(model_dir, settings.folds)
+    model = load_model(model_dir, settings.folds, settings.checkpoint)
     patch = tuple(model.patch_size)
     padded = [max(t, p) for t, p in zip(target_shape, patch)]
     n_tiles = len(list(itertools.product(*tile_starts(padded, patch))))

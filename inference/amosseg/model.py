@@ -87,17 +87,16 @@ def _postprocessing(folder: Path) -> list:
     return steps
 
 
-def _fold_dirs(folder: Path, found: Sequence[str], folds: Sequence[str] | None) -> list[Path]:
-    """The fold folders to ensemble: those FOLDS names (each must hold a checkpoint), else all found."""
+def _fold_dirs(folder: Path, desc: ModelFolder, folds: Sequence[str] | None) -> list[Path]:
+    """The fold folders to ensemble: those FOLDS names (each must hold the checkpoint), else
+    nnU-Net's default choice (model_folder.ModelFolder.default_folds)."""
     folds = parse_folds(folds) if isinstance(folds, str) else folds
-    if folds:
-        for name in (f"fold_{f}" for f in folds):
-            if name not in found:
-                raise UnsupportedModel(f"FOLDS asks for {name} but {folder / name / CHECKPOINT} is missing")
-        return [folder / f"fold_{f}" for f in folds]
-    if not found:
-        raise UnsupportedModel(f"no fold_*/{CHECKPOINT} in {folder}; copy the trained folds into the model folder")
-    return [folder / name for name in found]
+    run, absent = desc.chosen_folds(folds)
+    if absent:
+        raise UnsupportedModel(f"FOLDS asks for {absent[0]} but {folder / absent[0] / desc.checkpoint} is missing")
+    if not run:
+        raise UnsupportedModel(f"no fold_*/{desc.checkpoint} in {folder}; copy the trained folds into the model folder")
+    return [folder / name for name in run]
 
 
 def load_nnunet(folder: Path, folds: Sequence[str] | None = None, desc: ModelFolder | None = None) -> Model:
@@ -105,17 +104,17 @@ def load_nnunet(folder: Path, folds: Sequence[str] | None = None, desc: ModelFol
     desc = desc or describe_dir(folder)
     dataset = _load_json(folder / "dataset.json")
     plans = _load_json(folder / "plans.json")
-    fold_dirs = _fold_dirs(folder, desc.folds, folds)
+    fold_dirs = _fold_dirs(folder, desc, folds)
     empty = [e for e in desc.empty if e in NNUNET_FILES or (folder / e).parent in fold_dirs]
     if empty:
         raise UnsupportedModel(f"empty {', '.join(empty)} in {folder}; copy the files again")
     labels = _labels(dataset)
     networks, config_name, mirror_axes, arch = [], None, None, None
     for fold in fold_dirs:
-        ckpt = torch.load(fold / CHECKPOINT, map_location="cpu", weights_only=False)
+        ckpt = torch.load(fold / desc.checkpoint, map_location="cpu", weights_only=False)
         name = ckpt.get("init_args", {}).get("configuration")
         if name is None:
-            raise UnsupportedModel(f"{fold}/checkpoint_final.pth has no init_args.configuration; not an nnU-Net v2 checkpoint")
+            raise UnsupportedModel(f"{fold}/{desc.checkpoint} has no init_args.configuration; not an nnU-Net v2 checkpoint")
         if config_name not in (None, name):
             raise UnsupportedModel(f"folds use several configurations ({config_name}, {name}); keep one")
         config_name = name
@@ -178,11 +177,11 @@ def load_torchscript(folder: Path) -> Model:
     )
 
 
-def load_model(folder: Path, folds: Sequence[str] | None = None) -> Model:
+def load_model(folder: Path, folds: Sequence[str] | None = None, checkpoint: str = CHECKPOINT) -> Model:
     """Load the folder in the format its description (model_folder.describe_dir) finds."""
     if not folder.is_dir():
         raise UnsupportedModel(f"model folder {folder} does not exist; put your model in weights/ or set MODEL_DIR")
-    desc = describe_dir(folder)
+    desc = describe_dir(folder, checkpoint)
     if desc.kind == "torchscript":
         if desc.problem or desc.missing or desc.empty:
             _load_json(folder / "model.json")  # invalid JSON: say where it breaks

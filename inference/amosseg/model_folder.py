@@ -8,8 +8,11 @@ agree, and the host tools must not need torch to ask. So the description takes a
 relative paths plus a JSON reader (`describe`), and `describe_dir` feeds it a real folder.
 
 Formats (see weights/README.md):
-- nnU-Net v2 results folder: dataset.json, plans.json, fold_*/checkpoint_final.pth; the folder
-  itself or exactly one subfolder holding plans.json (one level of nesting);
+- nnU-Net v2 results folder: dataset.json, plans.json, fold_*/checkpoint_final.pth (or the
+  checkpoint chosen with CHECKPOINT, e.g. checkpoint_best.pth, which nnU-Net writes during every
+  training); the folder itself or exactly one subfolder holding plans.json (one level of nesting).
+  Folds run by default as nnU-Net chooses them: every fold_X but fold_all, and fold_all only
+  when it is the only one (FOLDS=all asks for it);
 - TorchScript: model.json (a manifest) naming its file, model.pt by default.
 """
 from __future__ import annotations
@@ -21,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-CHECKPOINT = "checkpoint_final.pth"
+CHECKPOINT = "checkpoint_final.pth"   # nnU-Net's default; CHECKPOINT= picks another
+ALL_FOLD = "fold_all"                  # trained on every case; nnU-Net's auto-detection skips it
 NNUNET_FILES = ("dataset.json", "plans.json")
 FOLD_RE = re.compile(r"^fold_([^/]+)$")
 HINT = ("copy your trained nnU-Net v2 model folder (dataset.json, plans.json, "
@@ -34,7 +38,8 @@ class ModelFolder:
     """One model folder as found: its format, where it sits, and what is missing."""
     kind: str                          # "nnunet", "torchscript" or "unknown"
     root: str = ""                     # the model's folder relative to the scanned one ("" = itself)
-    folds: list[str] = field(default_factory=list)      # fold_X folders holding CHECKPOINT, sorted
+    folds: list[str] = field(default_factory=list)      # fold_X folders holding the checkpoint, sorted
+    checkpoint: str = CHECKPOINT                        # the checkpoint file each fold must hold
     missing: list[str] = field(default_factory=list)    # required files absent, relative to root
     empty: list[str] = field(default_factory=list)      # required files present with 0 bytes
     problem: str = ""                  # why the folder cannot be used, when it is not a missing file
@@ -55,11 +60,27 @@ class ModelFolder:
         labels = (self.dataset or {}).get("labels")
         return dict(labels) if isinstance(labels, dict) else None
 
-    def summary(self) -> str:
+    @property
+    def default_folds(self) -> list[str]:
+        """nnU-Net's choice when none is given: every fold_X but fold_all; fold_all when alone."""
+        numbered = [f for f in self.folds if f != ALL_FOLD]
+        return numbered or [f for f in self.folds if f == ALL_FOLD]
+
+    def chosen_folds(self, wanted=None) -> tuple[list[str], list[str]]:
+        """(fold folders to run, asked-for ones lacking the checkpoint) for FOLDS=`wanted`
+        ('0', '2', 'all' ...; None: the default)."""
+        if not wanted:
+            return self.default_folds, []
+        names = [f"fold_{w}" for w in wanted]
+        return [n for n in names if n in self.folds], [n for n in names if n not in self.folds]
+
+    def summary(self, wanted=None) -> str:
         if self.kind == "torchscript":
             return "TorchScript model"
         if self.kind == "nnunet":
-            return f"nnU-Net v2 model, {len(self.folds)} fold(s): {', '.join(self.folds)}"
+            run, _ = self.chosen_folds(wanted)
+            ckpt = "" if self.checkpoint == CHECKPOINT else f" ({self.checkpoint})"
+            return f"nnU-Net v2 model, {len(run)} fold(s): {', '.join(run)}{ckpt}"
         return "no model"
 
     def refusal(self) -> str:
@@ -75,7 +96,7 @@ class ModelFolder:
 
 
 def describe(files: Iterable[str], read_json: Callable[[str], object],
-             sizes: Callable[[str], int] | None = None) -> ModelFolder:
+             sizes: Callable[[str], int] | None = None, checkpoint: str = CHECKPOINT) -> ModelFolder:
     """Describe the model folder whose files (relative POSIX paths) are `files`.
 
     `read_json(rel)` returns a file's parsed JSON (raising ValueError/OSError when unreadable);
@@ -107,8 +128,8 @@ def describe(files: Iterable[str], read_json: Callable[[str], object],
             return ModelFolder("unknown", problem=f"several model folders ({', '.join(nested)}); "
                                                   f"keep one, or point WEIGHTS at it")
         else:
-            return ModelFolder("unknown", missing=[*NNUNET_FILES, f"fold_*/{CHECKPOINT}"])
-    m = ModelFolder("nnunet", root=root)
+            return ModelFolder("unknown", missing=[*NNUNET_FILES, f"fold_*/{checkpoint}"])
+    m = ModelFolder("nnunet", root=root, checkpoint=checkpoint)
     inside = {f[len(root) + 1:] if root else f for f in files if not root or f.startswith(root + "/")}
     for req in NNUNET_FILES:
         if req not in inside:
@@ -116,11 +137,11 @@ def describe(files: Iterable[str], read_json: Callable[[str], object],
         elif size(m.path(req)) == 0:
             m.empty.append(req)
     folds = [f.split("/")[0] for f in inside
-             if f.count("/") == 1 and f.endswith("/" + CHECKPOINT) and FOLD_RE.match(f.split("/")[0])]
+             if f.count("/") == 1 and f.endswith("/" + checkpoint) and FOLD_RE.match(f.split("/")[0])]
     m.folds = sorted(folds, key=lambda n: (len(n), n))
     if not m.folds:
-        m.missing.append(f"fold_*/{CHECKPOINT}")
-    m.empty += [f"{f}/{CHECKPOINT}" for f in m.folds if size(m.path(f"{f}/{CHECKPOINT}")) == 0]
+        m.missing.append(f"fold_*/{checkpoint}")
+    m.empty += [f"{f}/{checkpoint}" for f in m.folds if size(m.path(f"{f}/{checkpoint}")) == 0]
     if "dataset.json" in inside:
         try:
             data = read_json(m.path("dataset.json"))
@@ -130,7 +151,7 @@ def describe(files: Iterable[str], read_json: Callable[[str], object],
     return m
 
 
-def describe_dir(folder: Path) -> ModelFolder:
+def describe_dir(folder: Path, checkpoint: str = CHECKPOINT) -> ModelFolder:
     """Describe a model folder on disk (two levels deep at most: fold_X/file, sub/fold_X/file)."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -139,4 +160,4 @@ def describe_dir(folder: Path) -> ModelFolder:
     for depth in ("*", "*/*", "*/*/*"):
         files += [p.relative_to(folder).as_posix() for p in folder.glob(depth) if p.is_file()]
     return describe(files, lambda rel: json.loads((folder / rel).read_text()),
-                    lambda rel: (folder / rel).stat().st_size)
+                    lambda rel: (folder / rel).stat().st_size, checkpoint)

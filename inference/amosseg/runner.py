@@ -103,7 +103,7 @@ def run(script_dir: Path, env=os.environ) -> int:
     dev = devices.choose(settings.force_cpu)  # no CUDA context yet: made below, while the first case is read
     model_dir = settings.model_dir
     try:
-        model = load_model(model_dir, settings.folds)  # on the CPU
+        model = load_model(model_dir, settings.folds, settings.checkpoint)  # on the CPU
     except UnsupportedModel as exc:
         log(devices.describe(dev))
         log(f"error: model {model_dir}: {exc}")

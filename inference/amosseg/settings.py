@@ -16,7 +16,9 @@ VARIABLES = {
     "INPUT_DIR": "folder of *.nii.gz cases (default: the first of /workspace/input, /input, ./input holding one)",
     "OUTPUT_DIR": "folder for the label maps (default: the input folder's partner)",
     "MODEL_DIR": "model folder (default: weights/ beside run_inference.py, else the repository's weights/)",
-    "FOLDS": "folds to ensemble, e.g. '0,1' (default: every fold_N holding a checkpoint)",
+    "FOLDS": "folds to ensemble, e.g. '0,1', or 'all' for fold_all (default: nnU-Net's choice, every fold_N "
+             "but fold_all; fold_all when it is the only one)",
+    "CHECKPOINT": "checkpoint file each fold loads (default checkpoint_final.pth; checkpoint_best.pth too)",
     "TTA": "1: mirroring test-time augmentation (default), 0: off",
     "BATCH_SIZE": "tiles per forward (default: 4 on a GPU, 1..4 on the CPU by model size)",
     "TORCH_THREADS": "CPU threads for torch (default: the CPUs the container may use)",
@@ -37,7 +39,8 @@ class Settings:
     input_dir: Path | None = None
     output_dir: Path | None = None
     model_dir: Path = Path("weights")
-    folds: tuple[str, ...] | None = None    # None: every fold found
+    folds: tuple[str, ...] | None = None    # None: nnU-Net's default choice
+    checkpoint: str = "checkpoint_final.pth"
     tta: bool = True
     batch_size: int | None = None           # None: the device's default
     torch_threads: int | None = None        # None: usable_cpus()
@@ -58,6 +61,7 @@ class Settings:
             input_dir=path("INPUT_DIR"), output_dir=path("OUTPUT_DIR"),
             model_dir=path("MODEL_DIR") or default_model_dir(script_dir),
             folds=parse_folds(get("FOLDS")),
+            checkpoint=_checkpoint(get("CHECKPOINT")),
             tta=_flag("TTA", get("TTA"), True, "TTA=1 (mirroring on) or TTA=0 (off)"),
             batch_size=_count("BATCH_SIZE", get("BATCH_SIZE"), "tiles per forward"),
             torch_threads=_count("TORCH_THREADS", get("TORCH_THREADS"), "CPU threads"),
@@ -75,6 +79,15 @@ def default_model_dir(script_dir: Path) -> Path:
         if cand.is_dir():
             return cand
     return script_dir / "weights"
+
+
+def _checkpoint(value: str | None) -> str:
+    if value is None:
+        return "checkpoint_final.pth"
+    if not re.fullmatch(r"[\w.-]+\.pth", value):
+        raise SettingsError(f"CHECKPOINT={value!r} is not a checkpoint file name; set "
+                            f"CHECKPOINT=checkpoint_best.pth (or checkpoint_final.pth, the default)")
+    return value
 
 
 def parse_folds(value: str | None) -> tuple[str, ...] | None:
