@@ -12,6 +12,8 @@ TORCH_VERSION   ?= $(shell sed -n 's/^IMAGE_TORCH_VERSION = "\(.*\)"/\1/p' amosk
 TORCH_INDEX_URL ?= $(shell sed -n 's/^IMAGE_TORCH_INDEX_URL = "\(.*\)"/\1/p' amoskit/contract.py)  ## extra pip index torch comes from (empty: PyPI only)
 WHEELHOUSE      ?=  ## folder of wheels for an offline build (make wheelhouse writes wheelhouse/); empty: install online
 WEIGHTS         ?= weights  ## trained nnU-Net v2 model folder copied to /workspace/weights
+FOLDS           ?=  ## folds the image runs, e.g. 0,1 or all (fold_all); empty: nnU-Net's choice (every fold_N; fold_all when alone)
+CHECKPOINT      ?=  ## checkpoint file each fold loads, e.g. checkpoint_best.pth; empty: checkpoint_final.pth
 INPUT           ?= samples/images  ## folder of *.nii.gz cases that make run segments (mounted read-only)
 OUTPUT          ?= output  ## folder make run writes the label maps to
 DIST            ?= dist  ## folder make package writes TEAMNAME-TASK.tar.gz to
@@ -23,7 +25,7 @@ VENV            ?= .venv  ## host virtualenv of the tools
 
 # `VAR ?= value  ## text` keeps the spaces before `##` in the value: strip them.
 TRIMMED := TEAMNAME TASK VERSION BASE_IMAGE LOCAL_BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE \
-           WEIGHTS INPUT OUTPUT DIST LABELS SAMPLES TORCH_HOST_VERSION PYTEST_ARGS VENV
+           WEIGHTS FOLDS CHECKPOINT INPUT OUTPUT DIST LABELS SAMPLES TORCH_HOST_VERSION PYTEST_ARGS VENV
 $(foreach v,$(TRIMMED),$(eval override $(v) := $(strip $(value $(v)))))
 PY := $(VENV)/bin/python
 
@@ -70,7 +72,7 @@ wheelhouse: $(VENV)/.stamp ## download torch TORCH_VERSION + inference requireme
 build: check-teamname $(VENV)/.stamp ## build the image TEAMNAME:VERSION and TEAMNAME:latest (both stages) and print its table
 	$(PY) -m amoskit.verbs.build --teamname '$(TEAMNAME)' --task '$(TASK)' --version '$(VERSION)' \
 	    --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' --torch-index-url '$(TORCH_INDEX_URL)' \
-	    --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
+	    --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)' --folds '$(FOLDS)' --checkpoint '$(CHECKPOINT)'
 
 run: check-teamname $(VENV)/.stamp ## run TEAMNAME:latest on INPUT into OUTPUT exactly as the organisers do
 	$(PY) -m amoskit.verbs.run --image '$(TEAMNAME):latest' --input '$(INPUT)' --output '$(OUTPUT)'

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.pipeline
 TARGETS = ["help", "setup", "samples", "train-demo", "evaluate-demo", "bench-inference", "bench-package", "base-image", "wheelhouse", "build", "run", "demo", "test",
            "clean", "bench-build", "package", "verify-load", "validate", "check-teamname"]
 VARIABLES = ["TEAMNAME", "TASK", "VERSION", "BASE_IMAGE", "TORCH_VERSION", "TORCH_INDEX_URL",
-             "WHEELHOUSE", "INPUT", "OUTPUT", "DIST", "LABELS", "VENV", "WEIGHTS", "LOCAL_BASE_IMAGE"]
+             "WHEELHOUSE", "INPUT", "OUTPUT", "DIST", "LABELS", "VENV", "WEIGHTS", "LOCAL_BASE_IMAGE",
+             "FOLDS", "CHECKPOINT"]
 DEAD_ENGINE = "unix:///nonexistent/docker.sock"
 
 
@@ -100,6 +101,17 @@ def test_incomplete_model_folder_refused_naming_the_file(tmp_path, drop, empty, 
     assert len(lines) == 1, proc.stderr
     assert str(tmp_path / named.split(" is ")[0]) in lines[0] and named.split(" is ")[1] in lines[0]
     assert "README" in lines[0]
+
+
+def test_fold_choice_missing_in_the_model_folder_refused(tmp_path):
+    weights = model_folder(tmp_path)
+    proc = make("build", "TEAMNAME=abc", f"WEIGHTS={weights}", "FOLDS=0,3", env={"DOCKER_HOST": DEAD_ENGINE})
+    assert proc.returncode == 2
+    lines = error_lines(proc)
+    assert len(lines) == 1 and "FOLDS asks for fold_3 but fold_3/checkpoint_final.pth is missing" in lines[0]
+    proc = make("build", "TEAMNAME=abc", f"WEIGHTS={weights}", "CHECKPOINT=checkpoint_best.pth",
+                env={"DOCKER_HOST": DEAD_ENGINE})
+    assert proc.returncode == 2 and "checkpoint_best.pth is missing" in error_lines(proc)[0]
 
 
 def test_empty_and_absent_model_folder_refused(tmp_path):

@@ -181,3 +181,23 @@ def test_model_folder_formats_the_engine_loads(tmp_path):
     (ts / "model.json").write_text("[1")
     with pytest.raises(build_context.ContextError, match="model.json is not a JSON object"):
         build_context.check_weights(ts)
+
+
+def test_model_choice_is_checked_before_the_build_and_baked_into_the_image(tmp_path):
+    m = tmp_path / "m"
+    for name in ("dataset.json", "plans.json", "fold_0/checkpoint_final.pth", "fold_all/checkpoint_final.pth",
+                 "fold_0/checkpoint_best.pth"):
+        (m / name).parent.mkdir(parents=True, exist_ok=True)
+        (m / name).write_text("{}")
+    assert build_context.check_weights(m) == "nnU-Net v2 model, 1 fold(s): fold_0"      # fold_all skipped
+    assert build_context.check_weights(m, "all") == "nnU-Net v2 model, 1 fold(s): fold_all"
+    assert build_context.check_weights(m, "", "checkpoint_best.pth").endswith("fold_0 (checkpoint_best.pth)")
+    with pytest.raises(build_context.ContextError, match="FOLDS asks for fold_all but fold_all/checkpoint_best.pth is missing"):
+        build_context.check_weights(m, "all", "checkpoint_best.pth")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "run_inference.py").write_text("print()")
+    ctx = build_context.runtime_context(tmp_path, m, code, folds="0", checkpoint="checkpoint_best.pth")
+    assert ctx.buildargs == {"FOLDS": "0", "CHECKPOINT": "checkpoint_best.pth"}
+    runtime = (REPO / "docker" / "Dockerfile.runtime").read_text()
+    assert "ENV FOLDS=${FOLDS}" in runtime and "CHECKPOINT=${CHECKPOINT}" in runtime

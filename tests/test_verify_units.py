@@ -145,6 +145,19 @@ def test_weights_row_uses_the_engines_model_description():
     assert "plans.json" in v.rows[1].detail
 
 
+def test_weights_row_judges_the_images_own_fold_and_checkpoint_choice():
+    fs = {"/w": Entry("dir"), "/w/dataset.json": Entry("file", 30, text=b'{"labels": {"background": 0}}'),
+          "/w/plans.json": Entry("file", 2, text=b"{}"),
+          "/w/fold_0/checkpoint_final.pth": Entry("file", 9),
+          "/w/fold_0/checkpoint_best.pth": Entry("file", 9)}
+    v = Verdict("t", "team")
+    check_weights(*describe_model(fs, "/w", "checkpoint_best.pth"), "/w", v, "0")
+    check_weights(*describe_model(fs, "/w"), "/w", v, "all")
+    assert [(r.check, r.status) for r in v.rows] == [("weights", "pass"), ("weights", "fail")]
+    assert "checkpoint_best.pth" in v.rows[0].detail
+    assert "FOLDS asks for fold_all but fold_all/checkpoint_final.pth is missing" in v.rows[1].detail
+
+
 def test_organisers_line_is_the_guides_line():
     cmd = orun.organisers_command("team", Path("/in put"), Path("/out"), nvidia=True)
     assert cmd == ["docker", "run", "--rm", "--runtime=nvidia", "--ipc=host", "-e",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from amosseg import model_folder
+from amosseg.settings import parse_folds
 from docker.utils.build import PatternMatcher
 
 from amoskit import REPO
@@ -50,14 +51,19 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def check_weights(weights: Path) -> str:
-    """Refuse a model folder the engine could not load, naming the first missing or empty file;
-    say what it is. The rules are the engine's own description (amosseg.model_folder)."""
+def check_weights(weights: Path, folds: str = "", checkpoint: str = "") -> str:
+    """Refuse a model folder the engine could not load with this FOLDS / CHECKPOINT choice (empty:
+    the engine's defaults), naming the first missing or empty file; say what will run. The rules
+    are the engine's own description (amosseg.model_folder)."""
     if not weights.is_dir():
         raise ContextError(f"{shown(weights)}/ does not exist: {model_folder.HINT}")
-    m = model_folder.describe_dir(weights)
+    m = model_folder.describe_dir(weights, checkpoint or model_folder.CHECKPOINT)
+    wanted = parse_folds(folds)
+    if m.ok and m.kind == "nnunet" and m.choice_problem(wanted):
+        raise ContextError(f"{shown(weights)}/: {m.choice_problem(wanted)}: train it, or choose other "
+                           f"FOLDS / CHECKPOINT")
     if m.ok:
-        return m.summary()
+        return m.summary(wanted)
     hint = model_folder.TORCHSCRIPT_HINT if m.kind == "torchscript" else model_folder.HINT
     if m.problem:
         raise ContextError(f"{shown(weights)}/: {m.refusal()}")
@@ -157,9 +163,11 @@ def builder_context(workdir: Path, wheelhouse: Path | None, repo: Path = REPO) -
     return Context(write_tar(files, workdir, "builder"), BUILDER_DOCKERFILE, {"WHEELHOUSE": arg})
 
 
-def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = REPO) -> Context:
-    """Context of the runtime stage: its Dockerfile, weights/ and inference/ after .dockerignore."""
-    check_weights(weights)
+def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = REPO,
+                    folds: str = "", checkpoint: str = "") -> Context:
+    """Context of the runtime stage: its Dockerfile, weights/ and inference/ after .dockerignore;
+    the model choice (FOLDS, CHECKPOINT) goes in as build arguments, baked into the image's ENV."""
+    check_weights(weights, folds, checkpoint)
     if not (inference / "run_inference.py").is_file():
         raise ContextError(f"{shown(inference / 'run_inference.py')} is missing: the organisers "
                            f"run `python run_inference.py` in /workspace")
@@ -170,4 +178,5 @@ def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = 
     files = [(repo / RUNTIME_DOCKERFILE, RUNTIME_DOCKERFILE)] + weight_files + code_files
     sizes = {"weights": sum(p.stat().st_size for p, _ in weight_files),
              "inference": sum(p.stat().st_size for p, _ in code_files)}
-    return Context(write_tar(files, workdir, "runtime"), RUNTIME_DOCKERFILE, {}, sizes)
+    return Context(write_tar(files, workdir, "runtime"), RUNTIME_DOCKERFILE,
+                   {"FOLDS": folds, "CHECKPOINT": checkpoint}, sizes)

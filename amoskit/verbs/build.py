@@ -185,14 +185,16 @@ def run_build(api, ctx: build_context.Context, tag: str, buildargs: dict[str, st
 def build_stages(client, *, teamname: str, task: str, version: str, base_image: str,
                  torch_version: str, torch_index_url: str, wheelhouse: Path | None,
                  weights: Path, inference: Path, tags: list[str], nocache: bool = False,
-                 log_path: Path | None = None) -> tuple[StageResult, StageResult, build_context.Context]:
+                 log_path: Path | None = None, folds: str = "",
+                 checkpoint: str = "") -> tuple[StageResult, StageResult, build_context.Context]:
     """Both stages, builder then runtime; the first tag names the runtime image."""
     api = client.api
     builder_tag = f"{teamname}-builder:{version}"
     with tempfile.TemporaryDirectory(prefix="amos-build-") as tmp, \
             open(log_path or os.devnull, "w") as log_file:
         workdir = Path(tmp)
-        runtime_ctx = build_context.runtime_context(workdir, weights, inference)
+        runtime_ctx = build_context.runtime_context(workdir, weights, inference, folds=folds,
+                                                    checkpoint=checkpoint)
         builder_ctx = build_context.builder_context(workdir, wheelhouse)
         builder = run_build(api, builder_ctx, builder_tag,
                             {"BASE_IMAGE": base_image, "TORCH_VERSION": torch_version,
@@ -225,6 +227,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--torch-index-url", default=env("TORCH_INDEX_URL", contract.IMAGE_TORCH_INDEX_URL))
     p.add_argument("--wheelhouse", default=env("WHEELHOUSE", ""), help="folder of wheels (offline)")
     p.add_argument("--weights", default=env("WEIGHTS", "weights"), help="nnU-Net v2 model folder")
+    p.add_argument("--folds", default=env("FOLDS", ""), help="folds the image runs, e.g. 0,1 or all (empty: nnU-Net's default)")
+    p.add_argument("--checkpoint", default=env("CHECKPOINT", ""), help="checkpoint file (empty: checkpoint_final.pth)")
     p.add_argument("--inference", default=str(REPO / "inference"), help=argparse.SUPPRESS)
     p.add_argument("--nocache", action="store_true", help="rebuild every layer")
     p.add_argument("--check-base", action="store_true",
@@ -239,7 +243,7 @@ def main(argv=None) -> int:
             return 0 if base_available(daemon.connect(), a.base_image) else 3
         check_teamname(a.teamname)
         weights, inference = Path(a.weights), Path(a.inference)
-        build_context.check_weights(weights)  # before Docker: the commonest mistake, said first
+        build_context.check_weights(weights, a.folds, a.checkpoint)  # before Docker: the commonest mistake
         wheelhouse = Path(a.wheelhouse) if a.wheelhouse else None
         client = daemon.connect()
         ensure_base_image(client, a.base_image)
@@ -251,7 +255,8 @@ def main(argv=None) -> int:
                 client, teamname=a.teamname, task=a.task, version=a.version,
                 base_image=a.base_image, torch_version=a.torch_version,
                 torch_index_url=a.torch_index_url, wheelhouse=wheelhouse, weights=weights,
-                inference=inference, tags=tags, nocache=a.nocache, log_path=log_path)
+                inference=inference, tags=tags, nocache=a.nocache, log_path=log_path,
+                folds=a.folds, checkpoint=a.checkpoint)
         except BuildFailed as exc:
             console.print(f"[red]error:[/] build failed: {exc} (full log: {log_path})")
             return 1

@@ -14,6 +14,7 @@ import posixpath
 from dataclasses import dataclass, field
 
 from amosseg import model_folder
+from amosseg.settings import parse_folds
 
 from amoskit import contract
 from amoskit.tarball.layers import Entry, fs_kind, merge_layers, resolve_path
@@ -122,7 +123,7 @@ def check_python(fs: FS, env: dict[str, str], v: Verdict) -> None:
                                           f"inside the image")
 
 
-def describe_model(fs: FS, model_dir: str) -> tuple[model_folder.ModelFolder, int]:
+def describe_model(fs: FS, model_dir: str, checkpoint: str = "") -> tuple[model_folder.ModelFolder, int]:
     """The engine's own description of the model folder inside the image, and its bytes."""
     real = resolve_path(fs, model_dir) or model_dir
     prefix = real.rstrip("/") + "/"
@@ -136,18 +137,22 @@ def describe_model(fs: FS, model_dir: str) -> tuple[model_folder.ModelFolder, in
         if text is None:
             raise OSError(f"{rel} was not kept while scanning the layers")
         return json.loads(text)
-    model = model_folder.describe(files, read_json, lambda rel: files[rel].size)
+    model = model_folder.describe(files, read_json, lambda rel: files[rel].size,
+                                  checkpoint or model_folder.CHECKPOINT)
     return model, sum(e.size for e in files.values())
 
 
 def check_weights(model: model_folder.ModelFolder, model_bytes: int, model_dir: str,
-                  v: Verdict) -> None:
+                  v: Verdict, folds: str = "") -> None:
+    """As the engine will load it, with the image's own FOLDS / CHECKPOINT (its ENV)."""
     where = posixpath.join(model_dir, model.root) if model.root else model_dir
-    if model.ok:
-        v.add(CONTENTS, "weights", "pass", f"{where}: {model.summary()}, "
+    wanted = parse_folds(folds)
+    choice = model.choice_problem(wanted) if model.ok and model.kind == "nnunet" else ""
+    if model.ok and not choice:
+        v.add(CONTENTS, "weights", "pass", f"{where}: {model.summary(wanted)}, "
                                            f"{model_bytes / 1e6:,.1f} MB", model_dir=model_dir)
     else:
-        v.add(CONTENTS, "weights", "fail", f"{model_dir}: {model.refusal()}")
+        v.add(CONTENTS, "weights", "fail", f"{model_dir}: {choice or model.refusal()}")
 
 
 def check_secrets(img: Image, fs: FS, v: Verdict) -> None:
@@ -205,7 +210,7 @@ def check_contents(img: Image, team: str, v: Verdict) -> Contents:
     env = _env(img.config)
     workdir = (img.config.get("config") or {}).get("WorkingDir") or "/"
     model_dir = env.get("MODEL_DIR") or posixpath.join(workdir, "weights")
-    model, model_bytes = describe_model(fs, model_dir)
+    model, model_bytes = describe_model(fs, model_dir, env.get("CHECKPOINT", ""))
     paths = _all_paths(img)
     check_tag(img, team, v)
     check_teamname(team, v)
@@ -213,7 +218,7 @@ def check_contents(img: Image, team: str, v: Verdict) -> Contents:
     check_entrypoint(img, v)
     check_script(fs, workdir, v)
     check_python(fs, env, v)
-    check_weights(model, model_bytes, model_dir, v)
+    check_weights(model, model_bytes, model_dir, v, env.get("FOLDS", ""))
     check_secrets(img, fs, v)
     check_git_env(paths, v)
     check_wheelhouse(paths, v)

@@ -74,6 +74,15 @@ class ModelFolder:
         names = [f"fold_{w}" for w in wanted]
         return [n for n in names if n in self.folds], [n for n in names if n not in self.folds]
 
+    def choice_problem(self, wanted=None) -> str:
+        """'' when FOLDS=`wanted` can run here, else what is missing, in one line."""
+        run, absent = self.chosen_folds(wanted)
+        if absent:
+            return f"FOLDS asks for {absent[0]} but {self.path(absent[0] + '/' + self.checkpoint)} is missing"
+        if not run:
+            return f"no fold_*/{self.checkpoint} here"
+        return ""
+
     def summary(self, wanted=None) -> str:
         if self.kind == "torchscript":
             return "TorchScript model"
