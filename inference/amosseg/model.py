@@ -91,12 +91,11 @@ def _fold_dirs(folder: Path, desc: ModelFolder, folds: Sequence[str] | None) -> 
     """The fold folders to ensemble: those FOLDS names (each must hold the checkpoint), else
     nnU-Net's default choice (model_folder.ModelFolder.default_folds)."""
     folds = parse_folds(folds) if isinstance(folds, str) else folds
-    run, absent = desc.chosen_folds(folds)
-    if absent:
-        raise UnsupportedModel(f"FOLDS asks for {absent[0]} but {folder / absent[0] / desc.checkpoint} is missing")
-    if not run:
-        raise UnsupportedModel(f"no fold_*/{desc.checkpoint} in {folder}; copy the trained folds into the model folder")
-    return [folder / name for name in run]
+    problem = desc.choice_problem(folds)
+    if problem:  # its paths are relative to the folder described, the parent of a nested model
+        raise UnsupportedModel(f"{problem} in {folder.parent if desc.root else folder}; copy the "
+                               f"trained folds into the model folder, or choose other FOLDS / CHECKPOINT")
+    return [folder / name for name in desc.chosen_folds(folds)[0]]
 
 
 def load_nnunet(folder: Path, folds: Sequence[str] | None = None, desc: ModelFolder | None = None) -> Model:

@@ -80,7 +80,7 @@ class ModelFolder:
         if absent:
             return f"FOLDS asks for {absent[0]} but {self.path(absent[0] + '/' + self.checkpoint)} is missing"
         if not run:
-            return f"no fold_*/{self.checkpoint} here"
+            return f"no fold_*/{self.checkpoint}"
         return ""
 
     def summary(self, wanted=None) -> str:
