@@ -7,7 +7,6 @@ the AMOS22 submission guide (shared/docs/amos22-submission-guide.md) and AMOS22'
 from __future__ import annotations
 
 import re
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,9 +176,6 @@ class OrganiserRun:
                 count = -1 if self.gpus == "all" else int(self.gpus)
                 kw["device_requests"] = [DeviceRequest(count=count, capabilities=[["gpu"]])]
         return kw
-
-    def text(self) -> str:
-        return shlex.join(self.cli())
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,6 @@ from typing import Callable
 
 from amoskit import contract
 
-# Reading the engine's METRICS_FILE is amoskit.verify.engine_metrics' job; its readers are
 LIMITS_UID = 54321                 # any non-root uid without a passwd entry: the harshest case
 METRICS_MOUNT = "/workspace/metrics"
 
