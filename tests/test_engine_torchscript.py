@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.engine, pytest.mark.inference]
 
 def export_torchscript(dst):
     """Trace the demo network and describe it in model.json, as a non-nnU-Net team would."""
-    model = load_model(WEIGHTS)
+    model = load_model(WEIGHTS).first
     net = model.networks[0]
     scripted = torch.jit.trace(net, torch.zeros(1, 1, *model.patch_size))
     dst.mkdir()

@@ -134,16 +134,18 @@ def _model_folder(tmp_path, plans_edit=None, dataset_edit=None, with_fold=True):
 
 
 def test_model_refusals(tmp_path):
-    with pytest.raises(UnsupportedModel, match="no fold_"):
+    with pytest.raises(UnsupportedModel, match=r"missing fold_\*/checkpoint_final.pth"):
         load_model(_model_folder(tmp_path / "a", with_fold=False))
     def cascade(p):
         p["configurations"]["3d_fullres"]["previous_stage"] = "3d_lowres"
-    with pytest.raises(UnsupportedModel, match="cascade"):
-        load_model(_model_folder(tmp_path / "b", cascade))
+    folder = _model_folder(tmp_path / "b", cascade)
+    named = folder.rename(folder.parent / "nnUNetTrainer__nnUNetPlans__3d_fullres")
+    with pytest.raises(UnsupportedModel, match="needs its previous stage nnUNetTrainer__nnUNetPlans__3d_lowres/ beside"):
+        load_model(named)
     def regions(d):
         d["labels"]["liver"] = [6, 7]
         d["regions_class_order"] = [1, 2]
-    with pytest.raises(UnsupportedModel, match="region-based"):
+    with pytest.raises(UnsupportedModel, match="regions_class_order does not name one label per region"):
         load_model(_model_folder(tmp_path / "c", None, regions))
     def foreign(p):
         p["configurations"]["3d_fullres"]["architecture"]["network_class_name"] = "os.system"
@@ -163,11 +165,11 @@ def test_model_refusals(tmp_path):
     (tmp_path / "h").mkdir()
     for name in ("one", "two"):
         _model_folder(tmp_path / name).rename(tmp_path / "h" / name)
-    with pytest.raises(UnsupportedModel, match="several model folders"):
+    with pytest.raises(UnsupportedModel, match=r"several configurations \(one, two\)"):
         load_model(tmp_path / "h")
     empty = tmp_path / "f"
     empty.mkdir()
-    with pytest.raises(UnsupportedModel, match="neither plans.json"):
+    with pytest.raises(UnsupportedModel, match="missing dataset.json, plans.json"):
         load_model(empty)
 
 
@@ -237,11 +239,11 @@ class _Huge(torch.nn.Module):
 
 def test_half_precision_logits_agree_with_float32():
     """The GPU keeps logits in float16 (as nnU-Net does); the labels must not change."""
-    from amosseg.predictor import predict, preprocess
+    from amosseg.predictor import cropped_labels, network_logits, preprocess, uncrop
     from amosseg.sliding_window import predict_logits
     from amoskit.data.phantoms import make_phantom
     import SimpleITK as sitk
-    model = load_model(REPO / "weights")
+    model = load_model(REPO / "weights").first
     img = make_phantom(4242).image
     prep = preprocess(sitk.GetArrayFromImage(img), img.GetSpacing()[::-1], model, "cpu")
     args = (model.networks, prep.data, model.patch_size, model.num_classes, (), 4)
@@ -252,10 +254,11 @@ def test_half_precision_logits_agree_with_float32():
     assert agree >= 0.9995, agree
     huge = predict_logits([_Huge(model.num_classes)], *args[1:], logits_dtype=torch.float16)
     assert not torch.isfinite(huge).all()
-    # predict() sees the overflow and predicts again in float32: the top class wins everywhere
+    # network_logits() sees the overflow and predicts again in float32: the top class wins everywhere
     model.networks = [_Huge(model.num_classes)]
-    labels, seconds = predict(prep, model, "cpu", "cpu", tta=False, batch_size=4, logits_dtype=torch.float16)
+    logits, seconds = network_logits(prep, model, "cpu", "cpu", tta=False, batch_size=4, logits_dtype=torch.float16)
     assert seconds.get("float32_retry") == 1.0
+    labels = uncrop(cropped_labels(logits, prep, model), prep, model)
     assert labels.shape == sitk.GetArrayFromImage(img).shape and (labels == model.num_classes - 1).all()
 
 

@@ -58,7 +58,7 @@ def default_batch_size(networks, patch_size, device: torch.device) -> int:
 
 def stem_features(networks) -> int:
     """Output channels of the first 3-D convolution: what sizes a UNet's largest activations."""
-    return next((p.shape[0] for net in networks for p in net.parameters() if p.ndim == 5), 32)
+    return next((p.shape[0] for net in networks for p in net.parameters() if p.ndim in (4, 5)), 32)
 
 
 # Host bytes of activations per (tile x patch voxel x stem feature) on the CPU in inference mode,

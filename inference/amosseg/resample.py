@@ -154,3 +154,52 @@ def resample_argmax(logits: torch.Tensor, shape, current_spacing, new_spacing, o
             best_idx = torch.where(better, idx, best_idx)
         del part
     return best_idx
+
+
+def _labels_resized(seg: torch.Tensor, size, order: int) -> torch.Tensor:
+    """batchgenerators' resize_segmentation (0.25.5, what nnU-Net uses) on (N, *spatial) label maps: each
+    label's indicator resized (float64), the label with the highest score wins; an exact tie goes to the
+    nearest-neighbour label when it is among the tied ones, else to the smallest label."""
+    labels = torch.unique(seg)
+    nn_idx = torch.searchsorted(labels, _interp(seg[:, None].double(), size, 0)[:, 0].to(labels.dtype))
+    if len(labels) == 1:
+        return labels[0].expand(seg.shape[0], *size).clone()
+    best = win = nn_top = None
+    for i, c in enumerate(labels):
+        score = _interp((seg == c).double()[:, None], size, order)[:, 0]
+        is_nn = nn_idx == i
+        if best is None:
+            best, win, nn_top = score, torch.zeros_like(nn_idx), is_nn & (score > 0)
+            continue
+        nn_top |= (score == best) & (score > 0) & is_nn
+        better = score > best
+        nn_top = torch.where(better, is_nn, nn_top)
+        win = torch.where(better, i, win)
+        best = torch.maximum(best, score)
+    win = torch.where(nn_top, nn_idx, win)
+    return labels[win]
+
+
+def resample_label_channels(seg: torch.Tensor, labels, shape, current_spacing, new_spacing, order=1, order_z=0,
+                            force_separate_z=None) -> torch.Tensor:
+    """A label map (spatial dims only; -1 outside the image's non-zero mask, as nnU-Net's cropping marks it)
+    resampled as nnU-Net's resampling_fn_seg does, then one channel per label in `labels` (float 0/1): the
+    cascade's previous-stage input."""
+    shape = tuple(int(s) for s in shape)
+    if tuple(seg.shape) != shape:
+        do_sep, axis = separate_z(current_spacing, new_spacing, force_separate_z)
+        if not do_sep:
+            seg = _labels_resized(seg[None], shape, order)[0]
+        else:
+            inplane = [s for i, s in enumerate(shape) if i != axis]
+            seg = _labels_resized(seg.movedim(axis, 0), inplane, order).movedim(0, axis)
+            if seg.shape[axis] != shape[axis]:
+                if order_z == 0:  # nearest on the label values themselves
+                    seg = _along_axis(seg[None], axis, shape[axis], 0)[0]
+                else:
+                    out = torch.zeros(shape, dtype=seg.dtype, device=seg.device)
+                    for c in torch.unique(seg).tolist():
+                        part = _along_axis((seg == c).float()[None], axis, shape[axis], order_z)[0]
+                        out[torch.round(part) > 0.5] = c
+                    seg = out
+    return torch.stack([seg == c for c in labels]).float()

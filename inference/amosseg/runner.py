@@ -38,18 +38,25 @@ def log(msg: str) -> None:
     console.print(msg, markup=False)
 
 
-def estimate_host_bytes(size_xyz, spacing_xyz, model, on_gpu: bool, batch: int = 1) -> int:
-    """Peak host memory for one case: input copies, target-grid data and (on CPU) logits and activations."""
+def estimate_host_bytes(size_xyz, spacing_xyz, pipeline, on_gpu: bool) -> int:
+    """Peak host memory for one case: input copies, target-grid data and (on CPU) logits and activations,
+    for the most demanding model of the pipeline (an ensemble adds its probability sums)."""
     n = int(np.prod(size_xyz[:3]))
-    ratio = float(np.prod([s / t for s, t in zip(spacing_xyz[::-1], [model.spacing[i] for i in model.transpose_backward])]))
-    m = int(n * ratio)
+    spacing_zyx = tuple(spacing_xyz[:3])[::-1]
+    worst = 0
+    for model in pipeline.models:
+        sp = [spacing_zyx[i] for i in model.transpose_forward]
+        m = int(n * float(np.prod([s / t for s, t in zip(sp, model.target_spacing(sp))])))
+        per_target = 4 * (1 + len(model.stage_labels)) + (0 if on_gpu else 4 * model.num_classes + 8)
+        activations = 0 if on_gpu else devices.cpu_activation_bytes(model.networks, model.patch_size, model.batch or 1)
+        worst = max(worst, m * per_target + activations)
     per_input = 4 + 4 + 4 + 2 + 1 + 1 + (0 if on_gpu else 4 * 4 + 8)
-    per_target = 4 + (0 if on_gpu else 4 * model.num_classes + 8)
-    activations = 0 if on_gpu else devices.cpu_activation_bytes(model.networks, model.patch_size, batch)
-    return n * per_input + m * per_target + activations + 256 * 1024**2
+    if len(pipeline.members) > 1 and not on_gpu:
+        per_input += 2 * 4 * max(m.num_classes for m in pipeline.members)
+    return n * per_input + worst + 256 * 1024**2
 
 
-def _load(path: Path, model, dev, device_ready: threading.Event, device_failed: list):
+def _load(path: Path, pipeline, dev, device_ready: threading.Event, device_failed: list):
     """Read + preprocess one case (runs in the prefetch thread; preprocessing once the device is set up)."""
     t0 = time.perf_counter()
     case = read_case(path)
@@ -57,10 +64,11 @@ def _load(path: Path, model, dev, device_ready: threading.Event, device_failed: 
     device_ready.wait()
     if device_failed:
         raise RuntimeError("the device could not be set up") from device_failed[0]
-    prep = preprocess(case.array, case.spacing, model, dev)
+    prep = preprocess(case.array, case.spacing, pipeline.first, dev)
     prep.seconds["read"] = t_read
     shape, spacing = case.array.shape, case.spacing
-    del case.array
+    if pipeline.simple:  # cascades and ensembles prepare their other models from the array later
+        del case.array
     return case, prep, shape, spacing
 
 
@@ -103,13 +111,15 @@ def run(script_dir: Path, env=os.environ) -> int:
     dev = devices.choose(settings.force_cpu)  # no CUDA context yet: made below, while the first case is read
     model_dir = settings.model_dir
     try:
-        model = load_model(model_dir, settings.folds, settings.checkpoint)  # on the CPU
+        pipeline = load_model(model_dir, settings.folds, settings.checkpoint)  # on the CPU
     except UnsupportedModel as exc:
         log(devices.describe(dev))
         log(f"error: model {model_dir}: {exc}")
         return 2
     tta = settings.tta
-    batch = settings.batch_size or devices.default_batch_size(model.networks, model.patch_size, dev)
+    for m in pipeline.models:
+        m.batch = settings.batch_size or devices.default_batch_size(m.networks, m.patch_size, dev)
+    batch = pipeline.members[-1].batch
 
     results: list[CaseRecord] = []
     loader = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
@@ -122,13 +132,13 @@ def run(script_dir: Path, env=os.environ) -> int:
     def admit(path: Path):
         size, spacing = probe_header(path)
         if size is not None and len(size) >= 3:
-            need = estimate_host_bytes(size, spacing, model, dev.type == "cuda", batch)
+            need = estimate_host_bytes(size, spacing, pipeline, dev.type == "cuda")
             estimates[path.name] = need
             avail = available_memory_bytes()
             if need > avail:
                 raise CaseError(f"needs about {need / GIB:.1f} GiB of host memory, {avail / GIB:.1f} GiB available "
                                 "in this container; give it more memory (docker run --memory)")
-        return loader.submit(_load, path, model, dev, device_ready, device_failed)
+        return loader.submit(_load, path, pipeline, dev, device_ready, device_failed)
 
     def submit(path):
         try:
@@ -144,7 +154,7 @@ def run(script_dir: Path, env=os.environ) -> int:
         cap = devices.cap_gpu_memory(dev, settings.gpu_memory_limit_gb)
         if cap:
             log(cap)
-        for net in model.networks:
+        for net in pipeline.networks:
             net.to(dev)
         if dev.type == "cuda":  # autotuned convolutions (nnU-Net's choice too); CUDNN_BENCHMARK=0 turns it off
             torch.backends.cudnn.benchmark = settings.cudnn_benchmark
@@ -154,9 +164,10 @@ def run(script_dir: Path, env=os.environ) -> int:
         raise
     finally:
         device_ready.set()
-    log(f"model: {model.description} from {model_dir}; patch {list(model.patch_size)}, spacing "
-        f"{list(model.spacing)}, TTA {'on (' + str(len(model.mirror_axes)) + ' mirror axes)' if tta else 'off'}, "
-        f"batch {batch}, {threads} CPU threads")
+    for m in pipeline.models:
+        log(f"model: {m.description}; patch {list(m.patch_size)}, spacing {list(m.spacing)}, TTA "
+            f"{'on (' + str(len(m.mirror_axes)) + ' mirror axes)' if tta and m.mirror_axes else 'off'}, batch {m.batch}")
+    log(f"model: {pipeline.description} from {model_dir}; {threads} CPU threads")
     startup = time.perf_counter() - t_start
     rss_before_cases = peak_rss_bytes()  # the process itself: what each case's estimate comes on top of
 
@@ -184,7 +195,8 @@ def run(script_dir: Path, env=os.environ) -> int:
             rec.shape, rec.spacing = list(shape), [round(float(s), 4) for s in spacing]
             rec.target_shape = list(prep.data.shape[1:])
             try:
-                labels, secs, mode = predict_with_fallback(prep, model, dev, tta, batch)
+                labels, secs, mode = predict_with_fallback(prep, pipeline, dev, tta, settings.batch_size,
+                                                           getattr(case, "array", None), spacing)
                 if secs.pop("float32_retry", None):
                     log(f"note: {path.name}: half-precision logits overflowed; predicted again in float32")
                 rec.seconds.update(secs)
@@ -198,6 +210,7 @@ def run(script_dir: Path, env=os.environ) -> int:
                 continue
             finally:
                 del prep
+                case.array = None
             rec.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else 0
             out_path = chosen.output / path.name
             fut = writer.submit(_timed_write, labels, case.reference, out_path)

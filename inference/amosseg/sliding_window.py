@@ -39,9 +39,11 @@ def gaussian_map(patch, sigma_scale=1 / 8, value_scale=10.0, device="cpu") -> to
 
 
 def pad_to_patch(data: torch.Tensor, patch):
-    """Pad (C, *spatial) with zeros to at least `patch`, like nnU-Net's pad_nd_image; returns slicer."""
-    pads, slicer = [], [slice(None)]
-    for size, p in zip(data.shape[1:], patch):
+    """Pad the last len(patch) dims of (C, *spatial) with zeros to at least `patch`, like nnU-Net's
+    pad_nd_image; returns the slicer that takes the padding off again."""
+    lead = data.ndim - len(patch)
+    pads, slicer = [], [slice(None)] * lead
+    for size, p in zip(data.shape[lead:], patch):
         diff = max(0, p - size)
         lo = diff // 2
         pads.append((lo, diff - lo))
@@ -50,6 +52,15 @@ def pad_to_patch(data: torch.Tensor, patch):
         flat = [v for a, b in reversed(pads) for v in (a, b)]
         data = torch.nn.functional.pad(data, flat, value=0.0)
     return data, tuple(slicer)
+
+
+def tile_slicers(spatial, patch) -> list[tuple]:
+    """nnU-Net's sliding-window slicers over the spatial dims: a 2d patch tiles every slice of a 3-D case."""
+    if len(patch) < len(spatial):
+        steps = tile_starts(spatial[1:], patch)
+        return [(d, *(slice(s, s + p) for s, p in zip(st, patch)))
+                for d in range(spatial[0]) for st in itertools.product(*steps)]
+    return [tuple(slice(s, s + p) for s, p in zip(st, patch)) for st in itertools.product(*tile_starts(spatial, patch))]
 
 
 def mirror_combinations(axes) -> list:
@@ -68,15 +79,14 @@ def predict_logits(networks, data: torch.Tensor, patch, num_classes: int, mirror
     """
     data, unpad = pad_to_patch(data, patch)
     spatial = data.shape[1:]
-    starts = list(itertools.product(*tile_starts(spatial, patch)))
+    all_slicers = tile_slicers(spatial, patch)
     gauss = gaussian_map(patch, device=results_device)
     logits = torch.zeros((num_classes, *spatial), dtype=logits_dtype, device=results_device)
     weight = torch.zeros(spatial, dtype=torch.float32, device=results_device)
     flips = mirror_combinations(mirror_axes)
     scale = 1.0 / (len(flips) * len(networks))
-    for b in range(0, len(starts), batch_size):
-        batch_starts = starts[b:b + batch_size]
-        slicers = [tuple(slice(s, s + p) for s, p in zip(st, patch)) for st in batch_starts]
+    for b in range(0, len(all_slicers), batch_size):
+        slicers = all_slicers[b:b + batch_size]
         tiles = torch.stack([data[(slice(None), *sl)] for sl in slicers]).to(compute_device, non_blocking=True)
         acc = None
         with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
@@ -91,6 +101,6 @@ def predict_logits(networks, data: torch.Tensor, patch, num_classes: int, mirror
             logits[(slice(None), *sl)] += acc[i]
             weight[sl] += gauss
         if progress is not None:
-            progress(len(batch_starts))
+            progress(len(slicers))
     logits /= weight
     return logits[unpad]
