@@ -170,14 +170,15 @@ def test_model_folder_formats_the_engine_loads(tmp_path):
     (nested / "fold_3").mkdir(parents=True)
     for name in ("dataset.json", "plans.json", "fold_0/checkpoint_final.pth", "fold_3/checkpoint_final.pth"):
         (nested / name).write_text("{}")
-    assert "2 fold(s): fold_0, fold_3" in build_context.check_weights(tmp_path / "nested")
+    assert build_context.check_weights(tmp_path / "nested").summary() == \
+        "nnU-Net v2 single configuration: 3d_fullres (2 fold(s): fold_0, fold_3)"
     ts = tmp_path / "ts"
     ts.mkdir()
     (ts / "model.json").write_text('{"file": "net.pt"}')
     with pytest.raises(build_context.ContextError, match="net.pt is missing"):
         build_context.check_weights(ts)
     (ts / "net.pt").write_bytes(b"x")
-    assert build_context.check_weights(ts) == "TorchScript model"
+    assert build_context.check_weights(ts).summary() == "TorchScript model"
     (ts / "model.json").write_text("[1")
     with pytest.raises(build_context.ContextError, match="model.json is not a JSON object"):
         build_context.check_weights(ts)
@@ -189,9 +190,10 @@ def test_model_choice_is_checked_before_the_build_and_baked_into_the_image(tmp_p
                  "fold_0/checkpoint_best.pth"):
         (m / name).parent.mkdir(parents=True, exist_ok=True)
         (m / name).write_text("{}")
-    assert build_context.check_weights(m) == "nnU-Net v2 model, 1 fold(s): fold_0"      # fold_all skipped
-    assert build_context.check_weights(m, "all") == "nnU-Net v2 model, 1 fold(s): fold_all"
-    assert build_context.check_weights(m, "", "checkpoint_best.pth").endswith("fold_0 (checkpoint_best.pth)")
+    assert build_context.check_weights(m).summary().endswith("(1 fold(s): fold_0)")      # fold_all skipped
+    assert build_context.check_weights(m, "all").summary().endswith("(1 fold(s): fold_all)")
+    assert build_context.check_weights(m, "", "checkpoint_best.pth").summary().endswith(
+        "(1 fold(s): fold_0), checkpoint_best.pth")
     with pytest.raises(build_context.ContextError, match="FOLDS asks for fold_all but fold_all/checkpoint_best.pth is missing"):
         build_context.check_weights(m, "all", "checkpoint_best.pth")
     code = tmp_path / "code"

@@ -131,7 +131,7 @@ def test_whiteouts_apply_in_layer_order():
 
 
 def test_weights_row_uses_the_engines_model_description():
-    """The image's model folder is judged by amosseg.model_folder, as the engine will load it."""
+    """The image's model folder is judged by amosseg.model_choice, as the engine will load it."""
     fs = {"/w": Entry("dir"), "/w/dataset.json": Entry("file", 30, text=b'{"labels": {"background": 0}}'),
           "/w/plans.json": Entry("file", 2, text=b"{}"),
           "/w/fold_0/checkpoint_final.pth": Entry("file", 9)}
@@ -151,8 +151,8 @@ def test_weights_row_judges_the_images_own_fold_and_checkpoint_choice():
           "/w/fold_0/checkpoint_final.pth": Entry("file", 9),
           "/w/fold_0/checkpoint_best.pth": Entry("file", 9)}
     v = Verdict("t", "team")
-    check_weights(*describe_model(fs, "/w", "checkpoint_best.pth"), "/w", v, "0")
-    check_weights(*describe_model(fs, "/w"), "/w", v, "all")
+    check_weights(*describe_model(fs, "/w", "checkpoint_best.pth", "0"), "/w", v)
+    check_weights(*describe_model(fs, "/w", "", "all"), "/w", v)
     assert [(r.check, r.status) for r in v.rows] == [("weights", "pass"), ("weights", "fail")]
     assert "checkpoint_best.pth" in v.rows[0].detail
     assert "FOLDS asks for fold_all but fold_all/checkpoint_final.pth is missing" in v.rows[1].detail

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import mmap
 import os
+import posixpath
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amosseg import model_folder
-from amosseg.settings import parse_folds
+from amosseg import model_choice, model_folder
 from docker.utils.build import PatternMatcher
 
 from amoskit import REPO
+from amoskit.image import weights_stage
 BUILDER_DOCKERFILE = "docker/Dockerfile.build"
 RUNTIME_DOCKERFILE = "docker/Dockerfile.runtime"
 NO_WHEELHOUSE = "docker/no-wheelhouse"
@@ -38,6 +39,7 @@ class Context:
     dockerfile: str
     buildargs: dict[str, str] = field(default_factory=dict)
     bytes_by_folder: dict[str, int] = field(default_factory=dict)
+    weights: weights_stage.Staged | None = None   # the runtime stage: what of WEIGHTS was shipped
 
     def remove(self) -> None:
         self.tar_path.unlink(missing_ok=True)
@@ -51,29 +53,50 @@ def shown(path: Path) -> str:
         return str(path)
 
 
-def check_weights(weights: Path, folds: str = "", checkpoint: str = "") -> str:
-    """Refuse a model folder the engine could not load with this FOLDS / CHECKPOINT choice (empty:
-    the engine's defaults), naming the first missing or empty file; say what will run. The rules
-    are the engine's own description (amosseg.model_folder)."""
-    if not weights.is_dir():
-        raise ContextError(f"{shown(weights)}/ does not exist: {model_folder.HINT}")
-    m = model_folder.describe_dir(weights, checkpoint or model_folder.CHECKPOINT)
-    wanted = parse_folds(folds)
-    if m.ok and m.kind == "nnunet" and m.choice_problem(wanted):
-        raise ContextError(f"{shown(weights)}/: {m.choice_problem(wanted)}: train it, or choose other "
-                           f"FOLDS / CHECKPOINT")
-    if m.ok:
-        return m.summary(wanted)
+def check_weights(weights: Path, folds: str = "", checkpoint: str = "") -> model_choice.Choice:
+    """Refuse WEIGHTS the engine could not run with this FOLDS / CHECKPOINT choice (empty: the engine's
+    defaults), naming the first missing or empty file; return what will run. The rules are the
+    engine's own (amosseg.model_choice), read torch-free."""
+    try:
+        src = weights_stage.open_source(weights)
+    except weights_stage.WeightsError:
+        raise ContextError(f"{shown(weights)}/ does not exist: {model_folder.HINT}") from None
+    choice = weights_stage.choose(src, folds, checkpoint)
+    if choice.ok:
+        return choice
+    one = choice.members[0] if len(choice.members) == 1 and not choice.members[0].previous_stage else None
+    m = one.description if one else choice.torchscript
+    if m is None or m.kind == "unknown" or m.problem or not (m.missing or m.empty):
+        raise ContextError(f"{shown(weights)}: {choice.problem}")
+    base = weights / one.folder if one and one.folder else weights
     hint = model_folder.TORCHSCRIPT_HINT if m.kind == "torchscript" else model_folder.HINT
-    if m.problem:
-        raise ContextError(f"{shown(weights)}/: {m.refusal()}")
     if m.missing:
         name = m.missing[0]
         if "*" in name:  # no fold at all: name the first one a user would add
-            raise ContextError(f"{shown(weights / m.path(name.replace('*', '0')))} is missing "
-                               f"(no {name} in {shown(weights / m.root)}/): {hint}")
-        raise ContextError(f"{shown(weights / m.path(name))} is missing: {hint}")
-    raise ContextError(f"{shown(weights / m.path(m.empty[0]))} is empty: {hint}")
+            raise ContextError(f"{shown(base / m.path(name.replace('*', '0')))} is missing "
+                               f"(no {name} in {shown(base / m.root)}/): {hint}")
+        raise ContextError(f"{shown(base / m.path(name))} is missing: {hint}")
+    raise ContextError(f"{shown(base / m.path(m.empty[0]))} is empty: {hint}")
+
+
+def staged_weights(workdir: Path, weights: Path, folds: str, checkpoint: str,
+                   matcher: PatternMatcher) -> tuple[list[tuple[Path, str]], weights_stage.Staged]:
+    """(host path, name in context) of what inference reads from WEIGHTS (weights_stage), zip members
+    extracted and the choice file written under workdir."""
+    check_weights(weights, folds, checkpoint)
+    src = weights_stage.open_source(weights)
+    st = weights_stage.stage(src, weights_stage.choose(src, folds, checkpoint))
+    if st.choice.kind == "torchscript":
+        return selected_files(weights, "weights", matcher), st
+    files = []
+    for source, arcname in st.files:
+        if isinstance(source, bytes):
+            path = workdir / posixpath.basename(arcname)
+            path.write_bytes(source)
+        else:
+            path = src.materialise(source, workdir)
+        files.append((path, arcname))
+    return files, st
 
 
 def ignore_matcher(repo: Path = REPO) -> PatternMatcher:
@@ -167,16 +190,15 @@ def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = 
                     folds: str = "", checkpoint: str = "") -> Context:
     """Context of the runtime stage: its Dockerfile, weights/ and inference/ after .dockerignore;
     the model choice (FOLDS, CHECKPOINT) goes in as build arguments, baked into the image's ENV."""
-    check_weights(weights, folds, checkpoint)
     if not (inference / "run_inference.py").is_file():
         raise ContextError(f"{shown(inference / 'run_inference.py')} is missing: the organisers "
                            f"run `python run_inference.py` in /workspace")
     matcher = ignore_matcher(repo)
-    weight_files = selected_files(weights, "weights", matcher)
+    weight_files, staged = staged_weights(workdir, weights, folds, checkpoint, matcher)
     code_files = selected_files(inference, "inference", matcher)
     refuse_secrets(weight_files + code_files)
     files = [(repo / RUNTIME_DOCKERFILE, RUNTIME_DOCKERFILE)] + weight_files + code_files
     sizes = {"weights": sum(p.stat().st_size for p, _ in weight_files),
              "inference": sum(p.stat().st_size for p, _ in code_files)}
     return Context(write_tar(files, workdir, "runtime"), RUNTIME_DOCKERFILE,
-                   {"FOLDS": folds, "CHECKPOINT": checkpoint}, sizes)
+                   {"FOLDS": folds, "CHECKPOINT": checkpoint}, sizes, staged)

@@ -216,6 +216,20 @@ def build_stages(client, *, teamname: str, task: str, version: str, base_image: 
     return builder, runtime, runtime_ctx
 
 
+def show_weights(staged, weights: Path) -> None:
+    """WEIGHTS before and after: only what inference reads is shipped; say what was left out."""
+    from rich.table import Table
+    shipped = staged.before_bytes - sum(staged.left_out.values())
+    table = Table(title=f"weights: {weights}", title_justify="left")
+    table.add_column("files")
+    table.add_column("MB", justify="right")
+    table.add_row("in WEIGHTS", f"{staged.before_bytes / 1e6:,.1f}")
+    for kind, size in sorted(staged.left_out.items(), key=lambda kv: -kv[1]):
+        table.add_row(f"  left out: {kind}", f"{size / 1e6:,.1f}")
+    table.add_row("shipped in the image", f"{shipped / 1e6:,.1f}")
+    console.print(table)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     env = os.environ.get
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -243,7 +257,8 @@ def main(argv=None) -> int:
             return 0 if base_available(daemon.connect(), a.base_image) else 3
         check_teamname(a.teamname)
         weights, inference = Path(a.weights), Path(a.inference)
-        build_context.check_weights(weights, a.folds, a.checkpoint)  # before Docker: the commonest mistake
+        choice = build_context.check_weights(weights, a.folds, a.checkpoint)  # before Docker: the commonest mistake
+        console.print(f"weights: {choice.summary()} [dim](what to run: {choice.source})[/]")
         wheelhouse = Path(a.wheelhouse) if a.wheelhouse else None
         client = daemon.connect()
         ensure_base_image(client, a.base_image)
@@ -262,6 +277,8 @@ def main(argv=None) -> int:
             return 1
         seconds = time.monotonic() - start
         report = build_report.collect(client, runtime.image_id, a.base_image, ctx.bytes_by_folder)
+        if ctx.weights is not None:
+            show_weights(ctx.weights, weights)
         build_report.show(console, report, tags, seconds, builder.seconds, runtime.seconds)
         return 0 if report.size_ok else 1
     except build_context.ContextError as exc:

@@ -13,7 +13,7 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 
-from amosseg import model_folder
+from amosseg import model_choice, model_folder
 from amosseg.settings import parse_folds
 
 from amoskit import contract
@@ -34,7 +34,7 @@ class Contents:
     dataset_json: dict | None = None
     workdir: str = "/"
     fs: FS = field(default_factory=dict)
-    model: model_folder.ModelFolder | None = None
+    model: model_choice.Choice | None = None
 
 
 def _env(config: dict) -> dict[str, str]:
@@ -123,8 +123,9 @@ def check_python(fs: FS, env: dict[str, str], v: Verdict) -> None:
                                           f"inside the image")
 
 
-def describe_model(fs: FS, model_dir: str, checkpoint: str = "") -> tuple[model_folder.ModelFolder, int]:
-    """The engine's own description of the model folder inside the image, and its bytes."""
+def describe_model(fs: FS, model_dir: str, checkpoint: str = "", folds: str = "") -> tuple[model_choice.Choice, int]:
+    """The engine's own choice of what runs from the model folder inside the image (with the image's
+    FOLDS / CHECKPOINT), and the folder's bytes."""
     real = resolve_path(fs, model_dir) or model_dir
     prefix = real.rstrip("/") + "/"
     files = {}
@@ -137,22 +138,19 @@ def describe_model(fs: FS, model_dir: str, checkpoint: str = "") -> tuple[model_
         if text is None:
             raise OSError(f"{rel} was not kept while scanning the layers")
         return json.loads(text)
-    model = model_folder.describe(files, read_json, lambda rel: files[rel].size,
-                                  checkpoint or model_folder.CHECKPOINT)
-    return model, sum(e.size for e in files.values())
+    choice = model_choice.choose(files, read_json, lambda rel: files[rel].size,
+                                 checkpoint or model_folder.CHECKPOINT, parse_folds(folds),
+                                 posixpath.basename(real.rstrip("/")))
+    return choice, sum(e.size for e in files.values())
 
 
-def check_weights(model: model_folder.ModelFolder, model_bytes: int, model_dir: str,
-                  v: Verdict, folds: str = "") -> None:
+def check_weights(choice: model_choice.Choice, model_bytes: int, model_dir: str, v: Verdict) -> None:
     """As the engine will load it, with the image's own FOLDS / CHECKPOINT (its ENV)."""
-    where = posixpath.join(model_dir, model.root) if model.root else model_dir
-    wanted = parse_folds(folds)
-    choice = model.choice_problem(wanted) if model.ok and model.kind == "nnunet" else ""
-    if model.ok and not choice:
-        v.add(CONTENTS, "weights", "pass", f"{where}: {model.summary(wanted)}, "
+    if choice.ok:
+        v.add(CONTENTS, "weights", "pass", f"{model_dir}: {choice.summary()}, "
                                            f"{model_bytes / 1e6:,.1f} MB", model_dir=model_dir)
     else:
-        v.add(CONTENTS, "weights", "fail", f"{model_dir}: {choice or model.refusal()}")
+        v.add(CONTENTS, "weights", "fail", f"{model_dir}: {choice.problem}")
 
 
 def check_secrets(img: Image, fs: FS, v: Verdict) -> None:
@@ -210,7 +208,7 @@ def check_contents(img: Image, team: str, v: Verdict) -> Contents:
     env = _env(img.config)
     workdir = (img.config.get("config") or {}).get("WorkingDir") or "/"
     model_dir = env.get("MODEL_DIR") or posixpath.join(workdir, "weights")
-    model, model_bytes = describe_model(fs, model_dir, env.get("CHECKPOINT", ""))
+    model, model_bytes = describe_model(fs, model_dir, env.get("CHECKPOINT", ""), env.get("FOLDS", ""))
     paths = _all_paths(img)
     check_tag(img, team, v)
     check_teamname(team, v)
@@ -218,7 +216,7 @@ def check_contents(img: Image, team: str, v: Verdict) -> Contents:
     check_entrypoint(img, v)
     check_script(fs, workdir, v)
     check_python(fs, env, v)
-    check_weights(model, model_bytes, model_dir, v, env.get("FOLDS", ""))
+    check_weights(model, model_bytes, model_dir, v)
     check_secrets(img, fs, v)
     check_git_env(paths, v)
     check_wheelhouse(paths, v)

@@ -1,4 +1,5 @@
-"""Load a trained model folder: nnU-Net v2 results folder, or TorchScript + JSON manifest.
+"""Load a trained model: any nnU-Net v2 results folder (model_choice says what runs), its exported zip,
+or TorchScript + JSON manifest.
 
 Why: most AMOS22 teams train with nnU-Net; they should drop in their results folder unchanged and
 never need nnunetv2 (and its dependencies) inside the image. Anything we cannot honour exactly is
@@ -6,7 +7,10 @@ refused with a clear message rather than silently ignored.
 """
 from __future__ import annotations
 
+import atexit
 import json
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -308,9 +312,25 @@ def load_torchscript(folder: Path) -> Model:
     )
 
 
+def _unpacked(zip_path: Path) -> Path:
+    """The zip's checkpoints, JSON and postprocessing files in a temporary folder removed at exit."""
+    tmp = tempfile.TemporaryDirectory(prefix="amosseg-model-")
+    atexit.register(tmp.cleanup)
+    with zipfile.ZipFile(zip_path) as z:
+        for info in z.infolist():
+            name = info.filename
+            if info.is_dir() or name.startswith("/") or ".." in name.split("/"):
+                continue
+            if name.endswith((".pth", ".json", ".pkl")):
+                z.extract(info, tmp.name)
+    return Path(tmp.name)
+
+
 def load_model(folder: Path, folds: Sequence[str] | str | None = None, checkpoint: str = CHECKPOINT) -> Pipeline:
     """Load whatever the folder holds, as model_choice.choose_dir reads it."""
     folder = Path(folder)
+    if folder.is_file() and zipfile.is_zipfile(folder):  # nnUNetv2_export_model_to_zip's file
+        folder = _unpacked(folder)
     if not folder.is_dir():
         raise UnsupportedModel(f"model folder {folder} does not exist; put your model in weights/ or set MODEL_DIR")
     folds = parse_folds(folds) if isinstance(folds, str) else folds

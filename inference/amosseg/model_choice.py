@@ -11,7 +11,7 @@ there and how to choose (our own small file, `amosseg_choice.json`).
 
 `amosseg_choice.json` (written by `make build` into the image, or by a user):
     {"models": ["nnUNetTrainer__nnUNetPlans__3d_fullres", ...],   # configuration folders, ensembled
-     "folds": [0, 1] | "all" | null,        # optional: null = nnU-Net's choice per folder
+     "folds": [0, 1] | "all" | {"<folder>": [0, 1], ...} | null,  # optional: null = nnU-Net's choice
      "checkpoint": "checkpoint_final.pth",  # optional
      "postprocessing": "ensembles/.../postprocessing.json" | null}  # optional, relative to the file
 A model whose configuration is a cascade stage (its plans name a `previous_stage`) brings that
@@ -74,6 +74,11 @@ class Choice:
         return out
 
     @property
+    def dataset(self) -> dict | None:
+        """dataset.json of the first configuration, when readable (labels for validation)."""
+        return self.members[0].description.dataset if self.members else None
+
+    @property
     def kind_words(self) -> str:
         if self.kind == "torchscript":
             return "TorchScript model"
@@ -87,12 +92,13 @@ class Choice:
         """One line: kind, configurations with their folds, checkpoint, postprocessing."""
         if self.kind != "nnunet":
             return self.kind_words
-        parts = []
-        for m in self.all_members():
-            parts.append(f"{m.configuration or posixpath.basename(m.folder) or 'model'} ({', '.join(m.folds)})")
+        def one(m: Member) -> str:
+            name = m.configuration or posixpath.basename(m.folder) or "model"
+            return f"{name} ({len(m.folds)} fold(s): {', '.join(m.folds)})"
         ckpt = "" if self.checkpoint == CHECKPOINT else f", {self.checkpoint}"
         pp = f", postprocessing {self.postprocessing}" if self.postprocessing else ""
-        return f"nnU-Net v2 {self.kind_words}: {'; '.join(parts)}{ckpt}{pp}"
+        runs = " + ".join(" -> ".join(one(s) for s in m.stages()) for m in self.members)
+        return f"nnU-Net v2 {self.kind_words}: {runs}{ckpt}{pp}"
 
 
 def parse_config_dir(name: str) -> tuple[str, str, str] | None:
@@ -123,7 +129,7 @@ class _Files:
     def json(self, rel: str):
         try:
             return self.read_json(rel)
-        except (ValueError, OSError):
+        except (ValueError, OSError, KeyError):
             return None
 
     def config_dirs(self, folder: str = "") -> list[str]:
@@ -149,7 +155,9 @@ def _configuration_of(folder: str, name: str, plans) -> str | None:
     return next(iter(configs)) if isinstance(configs, dict) and len(configs) == 1 else None
 
 
-def _member(fs: _Files, folder: str, name: str, checkpoint: str, wanted, problems: list, depth=0) -> Member:
+def _member(fs: _Files, folder: str, name: str, checkpoint: str, folds, problems: list, depth=0) -> Member:
+    """One configuration folder; `folds`: FOLDS as names, or a dict of them per folder name (the choice file)."""
+    wanted = _fold_names(folds.get(posixpath.basename(folder) or name)) if isinstance(folds, dict) else folds
     desc = fs.member_description(folder, checkpoint)
     plans = fs.json(posixpath.join(folder, "plans.json") if folder else "plans.json")
     config = _configuration_of(folder, name, plans)
@@ -182,7 +190,7 @@ def _member(fs: _Files, folder: str, name: str, checkpoint: str, wanted, problem
             problems.append(f"{where}: configuration {config} needs its previous stage {sibling}/ beside it; "
                             f"point WEIGHTS at the folder holding both")
             return m
-        m.previous_stage = _member(fs, rel, sibling, checkpoint, wanted, problems, depth + 1)
+        m.previous_stage = _member(fs, rel, sibling, checkpoint, folds, problems, depth + 1)
     return m
 
 
@@ -229,7 +237,8 @@ def _from_choice_file(fs: _Files, base: str, checkpoint: str, wanted) -> Choice:
         return Choice("unknown", problem=f"{path} needs \"models\": a list of configuration folder names (see "
                                          f"weights/README.md)")
     checkpoint = data.get("checkpoint") or checkpoint
-    folds = wanted or _fold_names(data.get("folds"))
+    given = data.get("folds")
+    folds = wanted or (given if isinstance(given, dict) else _fold_names(given))
     choice = _members(fs, [posixpath.normpath(posixpath.join(base, m)) if base else posixpath.normpath(m)
                            for m in models], checkpoint, folds, path)
     pp = data.get("postprocessing")
