@@ -273,6 +273,11 @@ def choose(files: Iterable[str], read_json: Callable[[str], object], sizes: Call
         ts = describe(fs.files, read_json, sizes, checkpoint)
         return Choice("torchscript", source="model.json", torchscript=ts,
                       problem="" if ts.ok else ts.refusal())
+    v1 = sorted(f for f in fs.files if posixpath.basename(f) == "plans.pkl" or f.endswith(".model"))
+    if v1 and not any(posixpath.basename(f) == "plans.json" for f in fs.files):
+        return Choice("unknown", problem=f"an nnU-Net v1 model ({v1[0]}); this engine runs nnU-Net v2 folders: "
+                                         f"convert the dataset with nnUNetv2_convert_old_nnUNet_dataset and train "
+                                         f"it with nnU-Net v2")
     base = ""
     # a zip from nnUNetv2_export_model_to_zip unpacks to one DatasetXXX_Name/ folder: look inside it
     tops = {f.split("/")[0] for f in fs.files}
