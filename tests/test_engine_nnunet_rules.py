@@ -97,3 +97,28 @@ def test_2d_slicers_match_nnunet():
     for size in ((3, 70, 50), (2, 32, 24)):
         ref = [tuple(s for s in sl[1:]) for sl in pred._internal_get_sliding_window_slicers(size)]
         assert tile_slicers(size, (32, 24)) == ref
+
+
+def test_slimmed_checkpoint_keeps_what_nnunet_and_we_read(tmp_path):
+    """The image's weights stage drops training state; nnU-Net's predictor and our loader still load it."""
+    import shutil
+    from amosseg import slim_checkpoints
+    from amosseg.model import load_model
+    from engine_helpers import WEIGHTS
+    for name in ("plans.json", "dataset.json"):
+        shutil.copy(WEIGHTS / name, tmp_path / name)
+    (tmp_path / "fold_0").mkdir()
+    ckpt = torch.load(WEIGHTS / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    fat = {**ckpt, "optimizer_state": {"buf": torch.zeros(1_000_000)}, "logging": {"loss": [1.0]}}
+    torch.save(fat, tmp_path / "fold_0" / "checkpoint_final.pth")
+    before, after = slim_checkpoints.slim(tmp_path / "fold_0" / "checkpoint_final.pth")
+    assert before - after > 3_900_000
+    slim = torch.load(tmp_path / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert set(slim) == set(slim_checkpoints.KEEP) & set(fat)
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    pred = nnUNetPredictor(device=torch.device("cpu"))
+    pred.initialize_from_trained_model_folder(str(tmp_path), use_folds=(0,))
+    ours = load_model(tmp_path).first
+    x = torch.randn(1, 1, *ours.patch_size)
+    with torch.no_grad():
+        assert torch.allclose(ours.networks[0](x), pred.network(x), atol=1e-5)

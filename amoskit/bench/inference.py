@@ -96,15 +96,17 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
         return {"rc": 0, "runs": [network_only(model, target_shape, tta, b, device) for b in net_batches]}
     import torch
     from amoskit.bench.nnunet_reference import make_predictor, predict_files
+    from amosseg.model_choice import choose_dir
+    folds = tuple(f.removeprefix("fold_") for f in choose_dir(model).members[0].folds)  # the engine's choice
     if kind in ("nnunet_sequential", "nnunet_files"):
         t0 = time.perf_counter()
-        predict_files(model, [case], out, tta=tta, device=device, sequential=kind == "nnunet_sequential",
-                      processes=min(3, len(os.sched_getaffinity(0))))
+        predict_files(model, [case], out, folds=folds, tta=tta, device=device,
+                      sequential=kind == "nnunet_sequential", processes=min(3, len(os.sched_getaffinity(0))))
         return {"rc": 0, "call": time.perf_counter() - t0, "peak_gpu_gib": peak_gpu_gib(device)}
     # nnunet_phases: nnU-Net's own functions called one by one, to split its time
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
     from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
-    pred = make_predictor(model, (0,), tta, device)
+    pred = make_predictor(model, folds, tta, device)
     t = {}
     t0 = time.perf_counter()
     img, props = SimpleITKIO().read_images([str(case)])
@@ -216,6 +218,13 @@ def main(argv=None) -> int:
         print("BENCH " + json.dumps(res), flush=True)
         return 0
 
+    from amosseg.model_choice import choose_dir
+    choice = choose_dir(args.model)
+    if choice.kind == "nnunet" and not (len(choice.members) == 1 and not choice.members[0].previous_stage):
+        print(f"error: {args.model} is an nnU-Net {choice.kind_words}; this benchmark times one configuration "
+              f"against nnUNetPredictor. For cascades and ensembles: python -m amoskit.bench.nnunet_kinds "
+              f"(every kind against nnUNetv2_predict / nnUNetv2_ensemble, with the ratio)", file=sys.stderr)
+        return 2
     from rich.console import Console
     from rich.table import Table
     console = Console() if sys.stdout.isatty() else Console(width=160)  # logs: wide enough for the table

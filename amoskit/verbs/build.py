@@ -216,8 +216,9 @@ def build_stages(client, *, teamname: str, task: str, version: str, base_image: 
     return builder, runtime, runtime_ctx
 
 
-def show_weights(staged, weights: Path) -> None:
-    """WEIGHTS before and after: only what inference reads is shipped; say what was left out."""
+def show_weights(staged, weights: Path, log_path: Path) -> None:
+    """WEIGHTS before and after: only what inference reads is shipped; say what was left out, and what
+    the image's weights stage took out of the checkpoints (its line in the build log)."""
     from rich.table import Table
     shipped = staged.before_bytes - sum(staged.left_out.values())
     table = Table(title=f"weights: {weights}", title_justify="left")
@@ -226,7 +227,10 @@ def show_weights(staged, weights: Path) -> None:
     table.add_row("in WEIGHTS", f"{staged.before_bytes / 1e6:,.1f}")
     for kind, size in sorted(staged.left_out.items(), key=lambda kv: -kv[1]):
         table.add_row(f"  left out: {kind}", f"{size / 1e6:,.1f}")
-    table.add_row("shipped in the image", f"{shipped / 1e6:,.1f}")
+    table.add_row("copied for the image", f"{shipped / 1e6:,.1f}")
+    slimmed = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.startswith("checkpoints: ")]
+    if slimmed:  # "checkpoints: A MB -> B MB (training state dropped)", printed by amosseg/slim_checkpoints.py
+        table.add_row(f"  of which {slimmed[-1].removeprefix('checkpoints: ')}", "")
     console.print(table)
 
 
@@ -278,7 +282,7 @@ def main(argv=None) -> int:
         seconds = time.monotonic() - start
         report = build_report.collect(client, runtime.image_id, a.base_image, ctx.bytes_by_folder)
         if ctx.weights is not None:
-            show_weights(ctx.weights, weights)
+            show_weights(ctx.weights, weights, log_path)
         build_report.show(console, report, tags, seconds, builder.seconds, runtime.seconds)
         return 0 if report.size_ok else 1
     except build_context.ContextError as exc:

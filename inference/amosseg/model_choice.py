@@ -354,7 +354,8 @@ def choose_dir(folder, checkpoint: str = CHECKPOINT, folds=None) -> Choice:
             sibling = parent / f"{parsed[0]}__{parsed[1]}__{conf['previous_stage']}"
             if sibling.is_dir():
                 files += [f"{sibling.name}/{f}" for f in _list_files(sibling, 2)]
-            fs = _Files(files, lambda rel: json.loads((parent / rel).read_text()), lambda rel: (parent / rel).stat().st_size)
+            fs = _Files(files, lambda rel: json.loads((parent / rel).read_text()),
+                        lambda rel: (parent / rel).stat().st_size)
             choice = _members(fs, [folder.name], checkpoint, _fold_names(folds),
                               f"the cascade {folder.name}/ and its previous stage beside it")
             choice.root = str(parent)

@@ -165,8 +165,9 @@ def run(script_dir: Path, env=os.environ) -> int:
     finally:
         device_ready.set()
     for m in pipeline.models:
-        log(f"model: {m.description}; patch {list(m.patch_size)}, spacing {list(m.spacing)}, TTA "
-            f"{'on (' + str(len(m.mirror_axes)) + ' mirror axes)' if tta and m.mirror_axes else 'off'}, batch {m.batch}")
+        mirroring = f"on ({len(m.mirror_axes)} mirror axes)" if tta and m.mirror_axes else "off"
+        log(f"model: {m.description}; patch {list(m.patch_size)}, spacing {list(m.spacing)}, TTA {mirroring}, "
+            f"batch {m.batch}")
     log(f"model: {pipeline.description} from {model_dir}; {threads} CPU threads")
     startup = time.perf_counter() - t_start
     rss_before_cases = peak_rss_bytes()  # the process itself: what each case's estimate comes on top of
