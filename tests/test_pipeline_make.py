@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import re
+import tarfile
 import subprocess
 from pathlib import Path
 
@@ -178,18 +179,23 @@ def test_unavailable_base_image_names_the_offline_fallback(tmp_path, docker_clie
 
 
 def test_private_key_under_an_innocent_name_refused(tmp_path):
-    """.dockerignore stops id_rsa and .env by name; the content scan stops a renamed key."""
+    """.dockerignore stops id_rsa and .env by name; the content scan stops a renamed key; a file of
+    WEIGHTS that inference does not read is not shipped at all."""
     weights = model_folder(tmp_path)
     code = tmp_path / "inference"
     code.mkdir()
     (code / "run_inference.py").write_text("print('ok')\n")
-    (weights / "notes.txt").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n"
+    (code / "notes.txt").write_text(key)
+    (weights / "notes.txt").write_text(key)
     from amoskit.image import build_context
-    with pytest.raises(build_context.ContextError, match=re.escape(str(weights / "notes.txt"))):
+    with pytest.raises(build_context.ContextError, match=re.escape(str(code / "notes.txt"))):
         build_context.runtime_context(tmp_path, weights, code)
-    (weights / "notes.txt").unlink()
-    ctx = build_context.runtime_context(tmp_path, weights, code)  # the same folder without it builds
-    assert ctx.tar_path.is_file()
+    (code / "notes.txt").unlink()
+    ctx = build_context.runtime_context(tmp_path, weights, code)  # weights/notes.txt is left out, not shipped
+    with tarfile.open(ctx.tar_path) as tar:
+        assert "weights/notes.txt" not in tar.getnames() and "weights/plans.json" in tar.getnames()
+    assert ctx.weights.left_out == {"logs and plots": len(key)}
 
 
 def test_clean_removes_only_generated_folders(tmp_path):

@@ -159,7 +159,7 @@ def test_dockerfiles_build_without_buildkit_only_features():
         text = "\n".join(ln for ln in lines if not ln.lstrip().startswith("#"))
         assert "--mount" not in text and "ENTRYPOINT" not in text
     runtime = (REPO / "docker" / "Dockerfile.runtime").read_text()
-    order = [runtime.index(s) for s in ("COPY --from=builder /opt/venv", "COPY --from=weights /stage/weights/", "COPY inference/",
+    order = [runtime.index(s) for s in ("COPY --from=builder /opt/venv", "COPY --from=weights /stage/weights/", "COPY inference/ /workspace/",
                                         "ARG CREATED", "LABEL")]
     assert order == sorted(order), "venv, weights, code, then the per-build values"
 

@@ -66,7 +66,9 @@ def check_weights(weights: Path, folds: str = "", checkpoint: str = "") -> model
         return choice
     one = choice.members[0] if len(choice.members) == 1 and not choice.members[0].previous_stage else None
     m = one.description if one else choice.torchscript
-    if m is None or m.kind == "unknown" or m.problem or not (m.missing or m.empty):
+    if m is None and choice.kind == "unknown" and src.zip is None:  # nothing found: name the first file to add
+        m = model_folder.describe_dir(weights, checkpoint or model_folder.CHECKPOINT)
+    if m is None or m.problem or not (m.missing or m.empty):
         raise ContextError(f"{shown(weights)}: {choice.problem}")
     base = weights / one.folder if one and one.folder else weights
     hint = model_folder.TORCHSCRIPT_HINT if m.kind == "torchscript" else model_folder.HINT

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from .model_folder import CHECKPOINT, ModelFolder, describe
+from .settings import parse_folds
 
 CHOICE_FILE = "amosseg_choice.json"
 INFO_FILE = "inference_information.json"      # written by nnUNetv2_find_best_configuration
@@ -141,7 +142,9 @@ class _Files:
 def _fold_names(folds) -> tuple[str, ...] | None:
     if folds is None or folds == [] or folds == ():
         return None
-    if isinstance(folds, (str, int)):
+    if isinstance(folds, str):
+        return parse_folds(folds)
+    if isinstance(folds, int):
         folds = [folds]
     return tuple(str(f) for f in folds)
 
