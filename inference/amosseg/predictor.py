@@ -92,8 +92,8 @@ def network_logits(prep: Prepared, model: Model, compute_device, stitch_device, 
                    progress=None, logits_dtype=None) -> tuple[torch.Tensor, dict]:
     """Sliding-window logits on the target grid, folds averaged.
 
-    logits_dtype None: float16 where the logits live in GPU memory (as nnU-Net does), float32 on the
-    CPU, where half arithmetic is slow and host memory is the larger pool.
+    logits_dtype None: float16, as nnU-Net accumulates them on every device (its answer, see
+    sliding_window.predict_logits); float32 again when the half sums overflow.
     """
     seconds = {}
     sync = torch.cuda.synchronize if torch.device(compute_device).type == "cuda" else (lambda: None)
@@ -102,7 +102,7 @@ def network_logits(prep: Prepared, model: Model, compute_device, stitch_device, 
             model.mirror_axes if tta else (), batch_size, compute_device, stitch_device)
     autocast = torch.device(compute_device).type == "cuda"
     if logits_dtype is None:
-        logits_dtype = torch.float16 if torch.device(stitch_device).type == "cuda" else torch.float32
+        logits_dtype = torch.float16
     logits = predict_logits(*args, autocast=autocast, progress=progress, logits_dtype=logits_dtype)
     if logits_dtype == torch.float16 and not _all_finite(logits):  # |logit| sums > 65504: redo all in float32
         del logits
@@ -126,8 +126,8 @@ def cropped_labels(logits: torch.Tensor, prep: Prepared, model: Model) -> torch.
         return resample_argmax(logits, shape, current, original, *args)
     seg = torch.zeros(shape, dtype=torch.uint8, device=logits.device)
     for i, label in enumerate(model.region_order):  # sigmoid > 0.5 is logit > 0; later regions overwrite
-        part = resample(logits[i:i + 1].float(), shape, current, original, *args)[0]
-        seg[part > 0] = label
+        part = resample(logits[i:i + 1].float(), shape, current, original, *args)[0].to(logits.dtype)
+        seg[part > 0] = label  # rounded to the logits' dtype first, as nnU-Net's resampling stores them
     return seg
 
 
@@ -135,7 +135,7 @@ def cropped_probabilities(logits: torch.Tensor, prep: Prepared, model: Model) ->
     """Probabilities (softmax, or sigmoid per region) on the cropped original grid, in the ORIGINAL axis order."""
     shape, current, original = _back(model, prep)
     probs = resample(logits.float(), shape, current, original, model.prob_order, model.prob_order_z,
-                     model.force_separate_z)
+                     model.force_separate_z).to(logits.dtype).float()  # nnU-Net stores them in the logits' dtype
     probs = torch.sigmoid(probs) if model.regions is not None else torch.softmax(probs, 0)
     return probs.permute(0, *[1 + i for i in model.transpose_backward])
 

@@ -139,11 +139,15 @@ def resample(x: torch.Tensor, shape, current_spacing, new_spacing, order=3, orde
 
 def resample_argmax(logits: torch.Tensor, shape, current_spacing, new_spacing, order=1, order_z=0,
                     force_separate_z=None, group: int = 4) -> torch.Tensor:
-    """argmax over classes of the resampled logits, streaming `group` channels at a time (uint8)."""
+    """argmax over classes of the resampled logits, streaming `group` channels at a time (uint8).
+
+    The resampled values are rounded to the logits' own dtype before the argmax, as nnU-Net's
+    resampling writes them into an array of its input's dtype (float16): ties then go to the lower
+    class, as numpy's argmax sends them."""
     best_val = best_idx = None
     for start in range(0, logits.shape[0], group):
         part = resample(logits[start:start + group].float(), shape, current_spacing, new_spacing, order, order_z,
-                        force_separate_z)
+                        force_separate_z).to(logits.dtype)
         val, idx = part.max(0)
         idx = (idx + start).to(torch.uint8)
         if best_val is None:

@@ -23,8 +23,10 @@ def tile_starts(image_size, patch, step=0.5) -> list:
     return out
 
 
-def gaussian_map(patch, sigma_scale=1 / 8, value_scale=10.0, device="cpu") -> torch.Tensor:
-    """What scipy's gaussian_filter of a centred delta gives (truncate=4), scaled to max 10, no zeros."""
+def gaussian_map(patch, sigma_scale=1 / 8, value_scale=10.0, device="cpu", dtype=torch.float32) -> torch.Tensor:
+    """What scipy's gaussian_filter of a centred delta gives (truncate=4), scaled to max 10, in `dtype`,
+    zeros (after the cast: float16 flushes the far corners) replaced by the smallest value, as nnU-Net's
+    compute_gaussian does."""
     g = None
     for n in patch:
         c, sigma = n // 2, n * sigma_scale
@@ -33,9 +35,9 @@ def gaussian_map(patch, sigma_scale=1 / 8, value_scale=10.0, device="cpu") -> to
         w = np.exp(-0.5 * (x / sigma) ** 2)
         w[np.abs(x) > radius] = 0
         g = w if g is None else np.multiply.outer(g, w)
-    g = g / g.max() * value_scale
+    g = torch.from_numpy(g / g.max() * value_scale).to(device=device, dtype=dtype)
     g[g == 0] = g[g > 0].min()
-    return torch.from_numpy(g.astype(np.float32)).to(device)
+    return g
 
 
 def pad_to_patch(data: torch.Tensor, patch):
@@ -74,15 +76,18 @@ def predict_logits(networks, data: torch.Tensor, patch, num_classes: int, mirror
                    logits_dtype=torch.float32) -> torch.Tensor:
     """Gaussian-weighted average of all tiles (and flips, and folds) -> (C, *spatial) in `logits_dtype`.
 
-    float16 halves the largest buffer (16 logit channels on the target grid: 6 GB instead of 12 for a
-    512 x 512 x 600 CT), which is what nnU-Net itself accumulates in; the weights stay float32.
+    float16 is what nnU-Net (2.8) accumulates in on every device: logits, the Gaussian and its sum
+    all in half precision, which also flushes the Gaussian's far corners, so voxels that only tile
+    corners reach get logits near 0 there. Doing the same gives nnU-Net's answer at those voxels, and
+    halves the largest buffer (16 logit channels on the target grid: 6 GB instead of 12 for a
+    512 x 512 x 600 CT). float32 (the overflow retry) keeps everything in float32.
     """
     data, unpad = pad_to_patch(data, patch)
     spatial = data.shape[1:]
     all_slicers = tile_slicers(spatial, patch)
-    gauss = gaussian_map(patch, device=results_device)
+    gauss = gaussian_map(patch, device=results_device, dtype=logits_dtype)
     logits = torch.zeros((num_classes, *spatial), dtype=logits_dtype, device=results_device)
-    weight = torch.zeros(spatial, dtype=torch.float32, device=results_device)
+    weight = torch.zeros(spatial, dtype=logits_dtype, device=results_device)
     flips = mirror_combinations(mirror_axes)
     scale = 1.0 / (len(flips) * len(networks))
     for b in range(0, len(all_slicers), batch_size):
