@@ -32,7 +32,7 @@ PY := $(VENV)/bin/python
 export TEAMNAME TASK VERSION BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE DIST WEIGHTS
 
 .PHONY: help setup samples train-demo evaluate-demo base-image wheelhouse build run package \
-        verify-load validate demo test bench-inference bench-build bench-package clean check-teamname
+        verify-load validate demo test bench-inference bench-build bench-package bench-kinds nnunet-zoo clean check-teamname
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -116,6 +116,12 @@ bench-package: check-teamname $(VENV)/.stamp ## time make package against the or
 bench-build: check-teamname $(VENV)/.stamp ## time a cold build and a rebuild after a one-file code change (ratio, rebuilt layers)
 	$(PY) -m amoskit.bench.build --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \
 	    --torch-index-url '$(TORCH_INDEX_URL)' --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
+
+bench-kinds: $(VENV)/.stamp ## every nnU-Net folder kind of the zoo through the engine vs nnUNetv2_predict: agreement, time, ratio
+	$(PY) -m amoskit.bench.nnunet_kinds --zoo .cache/nnunet-zoo
+
+nnunet-zoo: $(VENV)/.stamp ## build (or reuse) .cache/nnunet-zoo: real nnU-Net v2 folders of every kind + nnU-Net's predictions (about 20 min on 2 cores, then cached)
+	$(PY) -m amoskit.devtools.nnunet_zoo --out .cache/nnunet-zoo
 
 clean: ## remove what make run / package / samples / test wrote (output/, dist/, samples/, caches); keeps wheelhouse/ and images
 	rm -rf output dist samples .pytest_cache
