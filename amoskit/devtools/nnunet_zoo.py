@@ -236,8 +236,11 @@ def train(ctx: Ctx, model: Model, fold, validate: bool = False, npz: bool = Fals
     fresh(fold_dir)
     argv = ["nnUNetv2_train", model.dataset_id, model.configuration, fold, "-tr", TRAINER, "-p", model.plans,
             "-device", "cpu", *(["--npz"] if npz else [])]
-    # nnUNet_n_proc_DA=0: augmentation in the trainer's process; no workers to start for 6 iterations
-    seconds = run_tool(ctx, argv, {"ZOO_VALIDATE": "1" if validate else "0", "nnUNet_n_proc_DA": "0"})
+    # nnUNet_n_proc_DA=0: augmentation in the trainer's process, no workers to start for 6 iterations.
+    # OMP_WAIT_POLICY=PASSIVE: idle torch threads sleep; on 2 cores shared with other work, spinning
+    # threads made the validation up to 3x slower (not set for the timed nnUNetv2_predict runs).
+    env = {"ZOO_VALIDATE": "1" if validate else "0", "nnUNet_n_proc_DA": "0", "OMP_WAIT_POLICY": "PASSIVE"}
+    seconds = run_tool(ctx, argv, env)
     for name in ("checkpoint_final.pth", "checkpoint_best.pth"):
         if not (fold_dir / name).is_file():
             raise StepFailed(f"{fold_dir / name} missing after training")
@@ -314,7 +317,7 @@ def predict(ctx: Ctx, model: Model, folds: list, out: Path, *extra) -> dict:
     return {"model_folder": str(model.folder(ctx)), "dataset": model.dataset, "plans": model.plans,
             "configuration": model.configuration, "folds": folds, "checkpoint": CHECKPOINT,
             "reference": str(out), "command": [str(BIN / argv[0]), *map(str, argv[1:])],
-            "seconds": round(seconds, 2)}
+            "seconds": round(seconds, 2), "load_average": round(os.getloadavg()[0], 2)}
 
 
 def predict_kind(kind: str, model: Model, folds: list, *extra_fn: Callable[[Ctx], list]):
@@ -410,6 +413,8 @@ def step_manifest(ctx: Ctx) -> dict:
         "find_best": read_stamp(ctx, "find_best"),
         "zip": read_stamp(ctx, "export_zip")["zip"],
         "kinds": {kind: read_stamp(ctx, f"predict_{kind}") for kind in PREDICT_KINDS},
+        "step_seconds": read_timings(ctx),
+        "build_seconds": round(sum(read_timings(ctx).values()), 1),
     }
     write_json(ctx.out / "zoo.json", manifest)
     return {}
@@ -511,12 +516,19 @@ def pending_steps(ctx: Ctx) -> list[Step]:
     return []
 
 
+def read_timings(ctx: Ctx) -> dict[str, float]:
+    path = ctx.done / "timings.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def run_step(ctx: Ctx, step: Step) -> float:
+    """One step, its output in logs/<name>.log; its stamp and its seconds once it has finished."""
     ctx.log = ctx.out / "logs" / f"{step.name}.log"
     ctx.log.write_text(f"# {step.title}\n")
     t0 = time.perf_counter()
     record = step.run(ctx)
     seconds = time.perf_counter() - t0
+    write_json(ctx.done / "timings.json", {**read_timings(ctx), step.name: round(seconds, 1)})
     write_json(stamp_path(ctx, step.name), record)
     return seconds
 
