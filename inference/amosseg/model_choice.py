@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from .model_folder import CHECKPOINT, ModelFolder, describe
+from .model_folder import CHECKPOINT, ModelFolder, describe, list_files
 from .settings import parse_folds
 
 CHOICE_FILE = "amosseg_choice.json"
@@ -158,6 +158,12 @@ def _configuration_of(folder: str, name: str, plans) -> str | None:
     return next(iter(configs)) if isinstance(configs, dict) and len(configs) == 1 else None
 
 
+def _previous_stage(plans, config: str | None) -> str | None:
+    """The configuration a cascade stage follows (its plans' `previous_stage`), else None."""
+    conf = ((plans if isinstance(plans, dict) else {}).get("configurations") or {}).get(config) if config else None
+    return conf.get("previous_stage") if isinstance(conf, dict) else None
+
+
 def _member(fs: _Files, folder: str, name: str, checkpoint: str, folds, problems: list, depth=0) -> Member:
     """One configuration folder; `folds`: FOLDS as names, or a dict of them per folder name (the choice file)."""
     wanted = _fold_names(folds.get(posixpath.basename(folder) or name)) if isinstance(folds, dict) else folds
@@ -179,8 +185,7 @@ def _member(fs: _Files, folder: str, name: str, checkpoint: str, folds, problems
     if empty:
         problems.append(say(f"empty {', '.join(desc.path(e) for e in empty)}: copy the files again"))
         return m
-    conf = ((plans or {}).get("configurations") or {}).get(config) if config else None
-    previous = conf.get("previous_stage") if isinstance(conf, dict) else None
+    previous = _previous_stage(plans, config)
     if previous and depth == 0:
         parsed = parse_config_dir(posixpath.basename(folder) or name)
         if not parsed:
@@ -322,17 +327,8 @@ def _cascade_tops(fs: _Files, configs: list[str]) -> list[str]:
     out = []
     for c in configs:
         plans = fs.json(posixpath.join(c, "plans.json"))
-        config = _configuration_of(c, posixpath.basename(c), plans)
-        conf = ((plans or {}).get("configurations") or {}).get(config) if config else None
-        if isinstance(conf, dict) and conf.get("previous_stage"):
+        if _previous_stage(plans, _configuration_of(c, posixpath.basename(c), plans)):
             out.append(c)
-    return out
-
-
-def _list_files(folder, depth: int) -> list[str]:
-    out = []
-    for level in range(1, depth + 1):
-        out += [p.relative_to(folder).as_posix() for p in folder.glob("/".join(["*"] * level)) if p.is_file()]
     return out
 
 
@@ -348,22 +344,22 @@ def choose_dir(folder, checkpoint: str = CHECKPOINT, folds=None) -> Choice:
     parsed = parse_config_dir(folder.name)
     if parsed and (folder / "plans.json").is_file():
         try:
-            conf = json.loads((folder / "plans.json").read_text())["configurations"][parsed[2]]
-        except (ValueError, KeyError, TypeError, OSError):
-            conf = {}
-        if isinstance(conf, dict) and conf.get("previous_stage"):
+            previous = _previous_stage(json.loads((folder / "plans.json").read_text()), parsed[2])
+        except (ValueError, OSError):
+            previous = None
+        if previous:
             parent = folder.parent
-            files = [f"{folder.name}/{f}" for f in _list_files(folder, 2)]
-            sibling = parent / f"{parsed[0]}__{parsed[1]}__{conf['previous_stage']}"
+            files = [f"{folder.name}/{f}" for f in list_files(folder, 2)]
+            sibling = parent / f"{parsed[0]}__{parsed[1]}__{previous}"
             if sibling.is_dir():
-                files += [f"{sibling.name}/{f}" for f in _list_files(sibling, 2)]
+                files += [f"{sibling.name}/{f}" for f in list_files(sibling, 2)]
             fs = _Files(files, lambda rel: json.loads((parent / rel).read_text()),
                         lambda rel: (parent / rel).stat().st_size)
             choice = _members(fs, [folder.name], checkpoint, _fold_names(folds),
                               f"the cascade {folder.name}/ and its previous stage beside it")
             choice.root = str(parent)
             return choice
-    choice = choose(_list_files(folder, 4), lambda rel: json.loads((folder / rel).read_text()),
+    choice = choose(list_files(folder, 4), lambda rel: json.loads((folder / rel).read_text()),
                     lambda rel: (folder / rel).stat().st_size, checkpoint, folds, folder.name)
     choice.root = str(folder)
     return choice

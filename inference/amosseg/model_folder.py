@@ -160,13 +160,18 @@ def describe(files: Iterable[str], read_json: Callable[[str], object],
     return m
 
 
+def list_files(folder: Path, depth: int) -> list[str]:
+    """The files of `folder` up to `depth` levels down, as relative POSIX paths."""
+    out = []
+    for level in range(1, depth + 1):
+        out += [p.relative_to(folder).as_posix() for p in folder.glob("/".join(["*"] * level)) if p.is_file()]
+    return out
+
+
 def describe_dir(folder: Path, checkpoint: str = CHECKPOINT) -> ModelFolder:
     """Describe a model folder on disk (two levels deep at most: fold_X/file, sub/fold_X/file)."""
     folder = Path(folder)
     if not folder.is_dir():
         return ModelFolder("unknown", problem=f"{folder} does not exist or is not a folder")
-    files = []
-    for depth in ("*", "*/*", "*/*/*"):
-        files += [p.relative_to(folder).as_posix() for p in folder.glob(depth) if p.is_file()]
-    return describe(files, lambda rel: json.loads((folder / rel).read_text()),
+    return describe(list_files(folder, 3), lambda rel: json.loads((folder / rel).read_text()),
                     lambda rel: (folder / rel).stat().st_size, checkpoint)

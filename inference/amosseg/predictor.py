@@ -155,9 +155,10 @@ class Devices:
     batch: int | None  # None: each model's own
 
 
-def _cascade_input(array, spacing, model: Model, dev: Devices, seconds: dict, first: Prepared | None) -> Prepared:
-    """Run the stages before `model` (the first one from `first`, its prepared input, when given) and
-    prepare `model`'s input with the last stage's label map (nnU-Net: not postprocessed)."""
+def _model_input(array, spacing, model: Model, dev: Devices, seconds: dict, first: Prepared | None) -> Prepared:
+    """`model`'s prepared input: `first` when that is already it; for a cascade, run the stages before
+    `model` (the first one from `first`, when given) and prepare `model`'s input with the last stage's
+    label map (nnU-Net: not postprocessed)."""
     previous = None
     for i, stage in enumerate(model.stages()):
         if i == 0 and first is not None:
@@ -195,7 +196,7 @@ def predict(prep: Prepared, pipeline: Pipeline, compute_device, stitch_device, t
     seconds: dict = {}
     if len(pipeline.members) == 1:
         model = pipeline.members[0]
-        prep = _cascade_input(array, spacing, model, dev, seconds, prep) if model.previous_stage else prep
+        prep = _model_input(array, spacing, model, dev, seconds, prep)
         logits = _add(seconds, network_logits(prep, model, compute_device, stitch_device, tta,
                                               batch_size or model.batch or 1))
         t0 = time.perf_counter()
@@ -204,13 +205,8 @@ def predict(prep: Prepared, pipeline: Pipeline, compute_device, stitch_device, t
     else:
         probs, first = None, prep
         for model in pipeline.members:
-            if model.previous_stage is not None:
-                start = first if model.stages()[0] is pipeline.first else None
-                mprep = _cascade_input(array, spacing, model, dev, seconds, start)
-            elif model is pipeline.first:
-                mprep = first
-            else:
-                mprep = _timed(seconds, "preprocess", preprocess, array, spacing, model, compute_device)
+            start = first if model.stages()[0] is pipeline.first else None
+            mprep = _model_input(array, spacing, model, dev, seconds, start)
             logits = _add(seconds, network_logits(mprep, model, compute_device, stitch_device, tta,
                                                   batch_size or model.batch or 1))
             t0 = time.perf_counter()
