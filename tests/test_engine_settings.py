@@ -23,11 +23,11 @@ def test_settings_defaults(tmp_path):
 
 def test_settings_each_variable(tmp_path):
     env = {"INPUT_DIR": "/data/in", "OUTPUT_DIR": "/data/out", "MODEL_DIR": str(tmp_path / "m"),
-           "FOLDS": "0, 2 all", "TTA": "0", "BATCH_SIZE": "3", "TORCH_THREADS": "5",
+           "FOLDS": "0, 2 all", "ENGINE": "NNUNet", "TTA": "0", "BATCH_SIZE": "3", "TORCH_THREADS": "5",
            "GPU_MEMORY_LIMIT_GB": "23.5", "FORCE_CPU": "1", "CUDNN_BENCHMARK": "0",
            "METRICS_FILE": str(tmp_path / "metrics.json"), "UNRELATED": "ignored"}
     s = Settings.from_env(env, tmp_path)
-    assert s == Settings(input_dir=Path("/data/in"), output_dir=Path("/data/out"), model_dir=tmp_path / "m",
+    assert s == Settings(input_dir=Path("/data/in"), output_dir=Path("/data/out"), model_dir=tmp_path / "m", engine="nnunet",
                          folds=("0", "2", "all"), tta=False, batch_size=3, torch_threads=5,
                          gpu_memory_limit_gb=23.5, force_cpu=True, cudnn_benchmark=False,
                          metrics_file=tmp_path / "metrics.json")
@@ -45,6 +45,7 @@ def test_settings_each_variable(tmp_path):
     ("TTA", "maybe", "set TTA=1 (mirroring on) or TTA=0 (off)"),
     ("FORCE_CPU", "sometimes", "set FORCE_CPU=1"),
     ("CUDNN_BENCHMARK", "2", "set CUDNN_BENCHMARK=1"),
+    ("ENGINE", "torch", "set ENGINE=fast (default) or ENGINE=nnunet"),
     ("GPU_MEMORY_LIMIT_GB", "24GB", "set e.g. GPU_MEMORY_LIMIT_GB=24"),
     ("GPU_MEMORY_LIMIT_GB", "-1", "set e.g. GPU_MEMORY_LIMIT_GB=24"),
 ])

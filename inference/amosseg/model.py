@@ -326,13 +326,19 @@ def _unpacked(zip_path: Path) -> Path:
     return Path(tmp.name)
 
 
-def load_model(folder: Path, folds: Sequence[str] | str | None = None, checkpoint: str = CHECKPOINT) -> Pipeline:
-    """Load whatever the folder holds, as model_choice.choose_dir reads it."""
+def resolve_model_dir(folder: Path) -> Path:
+    """The model folder to read: MODEL_DIR itself, or nnUNetv2_export_model_to_zip's zip unpacked."""
     folder = Path(folder)
-    if folder.is_file() and zipfile.is_zipfile(folder):  # nnUNetv2_export_model_to_zip's file
+    if folder.is_file() and zipfile.is_zipfile(folder):
         folder = _unpacked(folder)
     if not folder.is_dir():
         raise UnsupportedModel(f"model folder {folder} does not exist; put your model in weights/ or set MODEL_DIR")
+    return folder
+
+
+def load_model(folder: Path, folds: Sequence[str] | str | None = None, checkpoint: str = CHECKPOINT) -> Pipeline:
+    """Load whatever the folder holds, as model_choice.choose_dir reads it."""
+    folder = resolve_model_dir(folder)
     folds = parse_folds(folds) if isinstance(folds, str) else folds
     choice = choose_dir(folder, checkpoint, folds)
     if choice.kind == "torchscript":

@@ -160,12 +160,17 @@ def write_label(labels: np.ndarray, reference: sitk.Image, out_path: Path) -> No
     out.SetOrigin(reference.GetOrigin())
     out.SetSpacing(reference.GetSpacing())
     out.SetDirection(reference.GetDirection())
+    write_atomically(out_path, lambda tmp: sitk.WriteImage(out, str(tmp), useCompression=True))
+
+
+def write_atomically(out_path: Path, write) -> None:
+    """`write(tmp)` writes a .nii.gz at a hidden name beside out_path; proven whole, it becomes out_path."""
     # ITK picks its writer by a lower-case extension, and the NIfTI library rewrites a name holding
     # ".nii", ".NII", ".hdr" or ".img" anywhere in it (Scan.NII.nii.gz -> Scan.NII.GZ): the temporary
     # name owes nothing to the case's, and the final rename keeps the input's exact name
     tmp = out_path.parent / f".partial-{os.getpid()}-{uuid.uuid4().hex}.nii.gz"
     try:
-        sitk.WriteImage(out, str(tmp), useCompression=True)
+        write(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         try:  # ITK reports a short write (full disk) on stderr only: prove the file is whole

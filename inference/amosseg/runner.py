@@ -22,10 +22,9 @@ from rich.table import Table
 
 from . import device as devices
 from . import folders as folder_rules
-from .model import load_model
+from .fast_engine import FastEngine
 from .network import UnsupportedModel
-from .nifti_io import CaseError, probe_header, read_case, write_label
-from .predictor import predict_with_fallback, preprocess
+from .nifti_io import CaseError, probe_header
 from .resources import available_memory_bytes, peak_rss_bytes, usable_cpus
 from .run_metrics import PHASES, CaseRecord, RunRecord
 from .settings import Settings, SettingsError
@@ -38,38 +37,21 @@ def log(msg: str) -> None:
     console.print(msg, markup=False)
 
 
-def estimate_host_bytes(size_xyz, spacing_xyz, pipeline, on_gpu: bool) -> int:
-    """Peak host memory for one case: input copies, target-grid data and (on CPU) logits and activations,
-    for the most demanding model of the pipeline (an ensemble adds its probability sums)."""
-    n = int(np.prod(size_xyz[:3]))
-    spacing_zyx = tuple(spacing_xyz[:3])[::-1]
-    worst = 0
-    for model in pipeline.models:
-        sp = [spacing_zyx[i] for i in model.transpose_forward]
-        m = int(n * float(np.prod([s / t for s, t in zip(sp, model.target_spacing(sp))])))
-        per_target = 4 * (1 + len(model.stage_labels)) + (0 if on_gpu else 4 * model.num_classes + 8)
-        activations = 0 if on_gpu else devices.cpu_activation_bytes(model.networks, model.patch_size, model.batch or 1)
-        worst = max(worst, m * per_target + activations)
-    per_input = 4 + 4 + 4 + 2 + 1 + 1 + (0 if on_gpu else 4 * 4 + 8)
-    if len(pipeline.members) > 1 and not on_gpu:
-        per_input += 2 * 4 * max(m.num_classes for m in pipeline.members)
-    return n * per_input + worst + 256 * 1024**2
+def make_engine(settings: Settings):
+    """The engine ENGINE names: ours (fast) or nnU-Net's own predictor (exact fallback)."""
+    if settings.engine == "nnunet":
+        from .nnunet_engine import NnunetEngine
+        return NnunetEngine(settings.model_dir, settings.folds, settings.checkpoint, settings.tta)
+    return FastEngine(settings.model_dir, settings.folds, settings.checkpoint, settings.batch_size)
 
 
-def _load(path: Path, pipeline, dev, device_ready: threading.Event, device_failed: list):
+def _load(path: Path, engine, dev, device_ready: threading.Event, device_failed: list):
     """Read + preprocess one case (runs in the prefetch thread; preprocessing once the device is set up)."""
-    t0 = time.perf_counter()
-    case = read_case(path)
-    t_read = time.perf_counter() - t0
+    case = engine.read(path)
     device_ready.wait()
     if device_failed:
         raise RuntimeError("the device could not be set up") from device_failed[0]
-    prep = preprocess(case.array, case.spacing, pipeline.first, dev)
-    prep.seconds["read"] = t_read
-    shape, spacing = case.array.shape, case.spacing
-    if pipeline.simple:  # cascades and ensembles prepare their other models from the array later
-        del case.array
-    return case, prep, shape, spacing
+    return case, engine.prepare(case, dev)
 
 
 def _friendly(exc: BaseException, name: str) -> str:
@@ -111,15 +93,13 @@ def run(script_dir: Path, env=os.environ) -> int:
     dev = devices.choose(settings.force_cpu)  # no CUDA context yet: made below, while the first case is read
     model_dir = settings.model_dir
     try:
-        pipeline = load_model(model_dir, settings.folds, settings.checkpoint)  # on the CPU
+        engine = make_engine(settings)  # the model on the CPU
+        batch = engine.set_batches(dev)
     except UnsupportedModel as exc:
         log(devices.describe(dev))
         log(f"error: model {model_dir}: {exc}")
         return 2
     tta = settings.tta
-    for m in pipeline.models:
-        m.batch = settings.batch_size or devices.default_batch_size(m.networks, m.patch_size, dev)
-    batch = pipeline.members[-1].batch
 
     results: list[CaseRecord] = []
     loader = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
@@ -132,13 +112,13 @@ def run(script_dir: Path, env=os.environ) -> int:
     def admit(path: Path):
         size, spacing = probe_header(path)
         if size is not None and len(size) >= 3:
-            need = estimate_host_bytes(size, spacing, pipeline, dev.type == "cuda")
+            need = engine.estimate_bytes(size, spacing, dev.type == "cuda")
             estimates[path.name] = need
             avail = available_memory_bytes()
             if need > avail:
                 raise CaseError(f"needs about {need / GIB:.1f} GiB of host memory, {avail / GIB:.1f} GiB available "
                                 "in this container; give it more memory (docker run --memory)")
-        return loader.submit(_load, path, pipeline, dev, device_ready, device_failed)
+        return loader.submit(_load, path, engine, dev, device_ready, device_failed)
 
     def submit(path):
         try:
@@ -154,8 +134,7 @@ def run(script_dir: Path, env=os.environ) -> int:
         cap = devices.cap_gpu_memory(dev, settings.gpu_memory_limit_gb)
         if cap:
             log(cap)
-        for net in pipeline.networks:
-            net.to(dev)
+        engine.to_device(dev)
         if dev.type == "cuda":  # autotuned convolutions (nnU-Net's choice too); CUDNN_BENCHMARK=0 turns it off
             torch.backends.cudnn.benchmark = settings.cudnn_benchmark
             torch.cuda.reset_peak_memory_stats(dev)  # before case 1's preprocessing may start on the card
@@ -164,11 +143,8 @@ def run(script_dir: Path, env=os.environ) -> int:
         raise
     finally:
         device_ready.set()
-    for m in pipeline.models:
-        mirroring = f"on ({len(m.mirror_axes)} mirror axes)" if tta and m.mirror_axes else "off"
-        log(f"model: {m.description}; patch {list(m.patch_size)}, spacing {list(m.spacing)}, TTA {mirroring}, "
-            f"batch {m.batch}")
-    log(f"model: {pipeline.description} from {model_dir}; {threads} CPU threads")
+    for line in engine.describe(tta, model_dir, threads):
+        log(line)
     startup = time.perf_counter() - t_start
     rss_before_cases = peak_rss_bytes()  # the process itself: what each case's estimate comes on top of
 
@@ -182,7 +158,7 @@ def run(script_dir: Path, env=os.environ) -> int:
             if dev.type == "cuda" and i:  # case 1's were reset before its preprocessing could start
                 torch.cuda.reset_peak_memory_stats(dev)
             try:
-                case, prep, shape, spacing = nxt.result()
+                case, prep = nxt.result()
             except BaseException as exc:  # noqa: BLE001 - any failure is this case's alone
                 rec.fail(_friendly(exc, path.name))
                 log(f"error: {path.name}: {rec.error}")
@@ -193,11 +169,11 @@ def run(script_dir: Path, env=os.environ) -> int:
             for w in case.warnings:
                 log(f"warning: {path.name}: {w}")
             rec.seconds.update(prep.seconds)
-            rec.shape, rec.spacing = list(shape), [round(float(s), 4) for s in spacing]
-            rec.target_shape = list(prep.data.shape[1:])
+            shape = case.shape
+            rec.shape, rec.spacing = list(shape), [round(float(s), 4) for s in case.spacing]
+            rec.target_shape = engine.target_shape(prep)
             try:
-                labels, secs, mode = predict_with_fallback(prep, pipeline, dev, tta, settings.batch_size,
-                                                           getattr(case, "array", None), spacing)
+                labels, secs, mode = engine.predict(case, prep, dev, tta)
                 if secs.pop("float32_retry", None):
                     log(f"note: {path.name}: half-precision logits overflowed; predicted again in float32")
                 rec.seconds.update(secs)
@@ -214,7 +190,7 @@ def run(script_dir: Path, env=os.environ) -> int:
                 case.array = None
             rec.peak_gpu_bytes = int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else 0
             out_path = chosen.output / path.name
-            fut = writer.submit(_timed_write, labels, case.reference, out_path)
+            fut = writer.submit(_timed_write, engine, labels, case, out_path)
             pending_writes.append((rec, fut))
             rec.seconds["compute_total"] = time.perf_counter() - t_case
             log(f"{path.name}: shape {list(shape)} spacing {rec.spacing} -> {rec.target_shape}, "
@@ -280,9 +256,9 @@ def prep_s(rec: CaseRecord, key: str) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def _timed_write(labels, reference, out_path):
+def _timed_write(engine, labels, case, out_path):
     t0 = time.perf_counter()
-    write_label(labels, reference, out_path)
+    engine.write(labels, case, out_path)
     return time.perf_counter() - t0
 
 

@@ -16,6 +16,8 @@ VARIABLES = {
     "INPUT_DIR": "folder of *.nii.gz cases (default: the first of /workspace/input, /input, ./input holding one)",
     "OUTPUT_DIR": "folder for the label maps (default: the input folder's partner)",
     "MODEL_DIR": "model folder (default: weights/ beside run_inference.py, else the repository's weights/)",
+    "ENGINE": "fast (default: our engine) or nnunet (nnU-Net's own predictor, exact; needs an image built "
+              "with make build ENGINE=nnunet)",
     "FOLDS": "folds to ensemble, e.g. '0,1', or 'all' for fold_all (default: nnU-Net's choice, every fold_N "
              "but fold_all; fold_all when it is the only one)",
     "CHECKPOINT": "checkpoint file each fold loads (default checkpoint_final.pth; checkpoint_best.pth too)",
@@ -39,6 +41,7 @@ class Settings:
     input_dir: Path | None = None
     output_dir: Path | None = None
     model_dir: Path = Path("weights")
+    engine: str = "fast"
     folds: tuple[str, ...] | None = None    # None: nnU-Net's default choice
     checkpoint: str = "checkpoint_final.pth"
     tta: bool = True
@@ -60,6 +63,7 @@ class Settings:
         return cls(
             input_dir=path("INPUT_DIR"), output_dir=path("OUTPUT_DIR"),
             model_dir=path("MODEL_DIR") or default_model_dir(script_dir),
+            engine=_engine(get("ENGINE")),
             folds=parse_folds(get("FOLDS")),
             checkpoint=_checkpoint(get("CHECKPOINT")),
             tta=_flag("TTA", get("TTA"), True, "TTA=1 (mirroring on) or TTA=0 (off)"),
@@ -79,6 +83,16 @@ def default_model_dir(script_dir: Path) -> Path:
         if cand.is_dir():
             return cand
     return script_dir / "weights"
+
+
+ENGINES = ("fast", "nnunet")
+
+
+def _engine(value: str | None) -> str:
+    engine = (value or "fast").lower()
+    if engine not in ENGINES:
+        raise SettingsError(f"ENGINE={value!r} is not an engine; set ENGINE=fast (default) or ENGINE=nnunet")
+    return engine
 
 
 def _checkpoint(value: str | None) -> str:
