@@ -14,6 +14,8 @@ WHEELHOUSE      ?=  ## folder of wheels for an offline build (make wheelhouse wr
 WEIGHTS         ?= weights  ## trained nnU-Net v2 model folder copied to /workspace/weights
 FOLDS           ?=  ## folds the image runs, e.g. 0,1 or all (fold_all); empty: nnU-Net's choice (every fold_N; fold_all when alone)
 CHECKPOINT      ?=  ## checkpoint file each fold loads, e.g. checkpoint_best.pth; empty: checkpoint_final.pth
+ENGINE          ?=  ## fast (ours), nnunet (nnU-Net's own predictor in the image, exact) or empty: make build picks and says why
+TRAINER_CODE    ?=  ## your custom nnU-Net trainer's .py file or folder, copied into the image for ENGINE=nnunet
 INPUT           ?= samples/images  ## folder of *.nii.gz cases that make run segments (mounted read-only)
 OUTPUT          ?= output  ## folder make run writes the label maps to
 DIST            ?= dist  ## folder make package writes TEAMNAME-TASK.tar.gz to
@@ -25,7 +27,7 @@ VENV            ?= .venv  ## host virtualenv of the tools
 
 # `VAR ?= value  ## text` keeps the spaces before `##` in the value: strip them.
 TRIMMED := TEAMNAME TASK VERSION BASE_IMAGE LOCAL_BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE \
-           WEIGHTS FOLDS CHECKPOINT INPUT OUTPUT DIST LABELS SAMPLES TORCH_HOST_VERSION PYTEST_ARGS VENV
+           WEIGHTS FOLDS CHECKPOINT ENGINE TRAINER_CODE INPUT OUTPUT DIST LABELS SAMPLES TORCH_HOST_VERSION PYTEST_ARGS VENV
 $(foreach v,$(TRIMMED),$(eval override $(v) := $(strip $(value $(v)))))
 PY := $(VENV)/bin/python
 
@@ -44,7 +46,7 @@ help: ## list targets and variables
 check-teamname: ## refuse a TEAMNAME that is not lowercase letters only (before Docker is touched)
 	@python3 -m amoskit.contract teamname '$(TEAMNAME)' $(or $(filter build run package verify-load demo,$(MAKECMDGOALS)),build)
 
-$(VENV)/.stamp: pyproject.toml requirements-dev.txt requirements-dev-nodeps.txt inference/requirements.txt inference/requirements-nodeps.txt
+$(VENV)/.stamp: pyproject.toml requirements-dev.txt requirements-dev-nodeps.txt inference/requirements*.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q torch==$(TORCH_HOST_VERSION)
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
@@ -66,13 +68,14 @@ evaluate-demo: $(VENV)/.stamp ## per-organ Dice of the model in WEIGHTS on held-
 base-image: ## build LOCAL_BASE_IMAGE (Debian bookworm + Python 3.11) with debootstrap: no registry needed
 	docker/base_image.sh $(LOCAL_BASE_IMAGE)
 
-wheelhouse: $(VENV)/.stamp ## download torch TORCH_VERSION + inference requirements as wheels into WHEELHOUSE (default wheelhouse/)
+wheelhouse: $(VENV)/.stamp ## download torch TORCH_VERSION + inference requirements (both engines) as wheels into WHEELHOUSE (default wheelhouse/)
 	docker/make_wheelhouse.sh $(or $(WHEELHOUSE),wheelhouse) $(TORCH_VERSION) '$(TORCH_INDEX_URL)' $(PY)
 
 build: check-teamname $(VENV)/.stamp ## build the image TEAMNAME:VERSION and TEAMNAME:latest (both stages) and print its table
 	$(PY) -m amoskit.verbs.build --teamname '$(TEAMNAME)' --task '$(TASK)' --version '$(VERSION)' \
 	    --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' --torch-index-url '$(TORCH_INDEX_URL)' \
-	    --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)' --folds '$(FOLDS)' --checkpoint '$(CHECKPOINT)'
+	    --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)' --folds '$(FOLDS)' --checkpoint '$(CHECKPOINT)' \
+	    --engine '$(ENGINE)' --trainer-code '$(TRAINER_CODE)'
 
 run: check-teamname $(VENV)/.stamp ## run TEAMNAME:latest on INPUT into OUTPUT exactly as the organisers do
 	$(PY) -m amoskit.verbs.run --image '$(TEAMNAME):latest' --input '$(INPUT)' --output '$(OUTPUT)'

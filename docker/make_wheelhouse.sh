@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Download every wheel the image's /opt/venv needs into a folder, with the host's pip, so the image
-# builds offline (`pip install --no-index`). Wheels are picked for the image's Python (cp311,
-# glibc-based x86_64 Linux), not for the host. Quick when the folder already matches the request.
+# builds offline (`pip install --no-index`), for either engine: ENGINE=nnunet adds nnU-Net's predictor
+# (inference/requirements-nnunet*.txt; its pure-Python sdists are built into wheels here). Wheels are
+# picked for the image's Python (cp311, glibc-based x86_64 Linux), not for the host. Quick when the
+# folder already matches the request.
 # Usage: docker/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]
 set -euo pipefail
 dest="${1:?usage: docker/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]}"
@@ -10,8 +12,10 @@ index_url="${3:-}"
 py="${4:-${PY:-python3}}"
 req=inference/requirements.txt
 nodeps=inference/requirements-nodeps.txt
+nnunet=inference/requirements-nnunet.txt
+nnunet_nodeps=inference/requirements-nnunet-nodeps.txt
 
-want="torch==$torch_version index=$index_url $(cat "$req" "$nodeps" | sha256sum | cut -c1-16)"
+want="torch==$torch_version index=$index_url $(cat "$req" "$nodeps" "$nnunet" "$nnunet_nodeps" | sha256sum | cut -c1-16)"
 if [[ -f "$dest/.wheelhouse" && "$(cat "$dest/.wheelhouse")" == "$want" ]]; then
     echo "wheelhouse $dest is up to date ($(ls "$dest"/*.whl | wc -l) wheels, torch==$torch_version)"
     exit 0
@@ -29,6 +33,9 @@ echo "downloading wheels for torch==$torch_version + $req + $nodeps into $dest .
 quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 quiet "$py" -m pip download -q --dest "$tmp" "${target[@]}" "${extra[@]}" -r "$req" "torch==$torch_version"
 quiet "$py" -m pip download -q --dest "$tmp" "${target[@]}" --no-deps -r "$nodeps"
+echo "... and nnU-Net's predictor for ENGINE=nnunet ($nnunet, $nnunet_nodeps)"
+quiet "$py" -m pip download -q --dest "$tmp" "${target[@]}" -r "$nnunet" "numpy==$(sed -n 's/^numpy==//p' "$req")"
+quiet "$py" -m pip wheel -q --wheel-dir "$tmp" --no-deps -r "$nnunet_nodeps"
 echo "$want" >"$tmp/.wheelhouse"
 chmod -R a+rX "$tmp"
 rm -rf "$dest"

@@ -42,6 +42,7 @@ def test_build_says_what_runs_and_ships_only_what_inference_reads(zip_image, doc
     assert "weights: nnU-Net v2" in log and "inference_information.json" in log
     assert all(c in log.split("weights:", 1)[1].splitlines()[0] for c in chosen)
     assert "left out" in log and "copied for the image" in log
+    assert "engine: fast (the plans' network and nnU-Net's inference" in log   # ENGINE empty: make build chose
     listing = docker_client.containers.run(f"{TEAM}:latest", ["sh", "-c", "cd /workspace/weights && find . -type f"],
                                            remove=True).decode().split()
     assert "./amosseg_choice.json" in listing

@@ -19,11 +19,12 @@ from amosseg import model_choice, model_folder
 from docker.utils.build import PatternMatcher
 
 from amoskit import REPO
-from amoskit.image import weights_stage
+from amoskit.image import engine_choice, weights_stage
 BUILDER_DOCKERFILE = "docker/Dockerfile.build"
 RUNTIME_DOCKERFILE = "docker/Dockerfile.runtime"
 NO_WHEELHOUSE = "docker/no-wheelhouse"
-REQUIREMENTS = ("inference/requirements.txt", "inference/requirements-nodeps.txt")
+REQUIREMENTS = ("inference/requirements.txt", "inference/requirements-nodeps.txt",
+                "inference/requirements-nnunet.txt", "inference/requirements-nnunet-nodeps.txt")
 # What a private key or a credentials file looks like inside, whatever its name.
 SECRET_MARKERS = (b"PRIVATE KEY-----", b"aws_secret_access_key", b"AWS_SECRET_ACCESS_KEY")
 
@@ -79,6 +80,32 @@ def check_weights(weights: Path, folds: str = "", checkpoint: str = "") -> model
                                f"(no {name} in {shown(base / m.root)}/): {hint}")
         raise ContextError(f"{shown(base / m.path(name))} is missing: {hint}")
     raise ContextError(f"{shown(base / m.path(m.empty[0]))} is empty: {hint}")
+
+
+def choose_engine(weights: Path, choice: model_choice.Choice, engine: str, trainer_code: str):
+    """The engine the image runs and why (amoskit.image.engine_choice), from the plans of every
+    configuration that runs and TRAINER_CODE; refused in one line as a ContextError."""
+    members = []
+    if choice.kind == "nnunet":
+        src = weights_stage.open_source(weights)
+        for m in choice.all_members():
+            parsed = model_choice.parse_config_dir(posixpath.basename(m.folder) or weights.name)
+            trainer = parsed[0] if parsed else ""
+            try:
+                plans = src.read_json(m.description.path("plans.json")) or {}
+                conf = (plans.get("configurations") or {}).get(m.configuration or "", {})
+                network = (conf.get("architecture") or {}).get("network_class_name")
+            except (OSError, ValueError, AttributeError):
+                network = None
+            members.append((trainer, network))
+    try:
+        chosen = engine_choice.choose(engine, members, trainer_code)
+    except engine_choice.EngineChoiceError as exc:
+        raise ContextError(str(exc)) from None
+    if chosen.engine == "nnunet" and choice.kind == "torchscript":
+        raise ContextError("ENGINE=nnunet runs nnU-Net folders; a TorchScript model runs on the fast engine "
+                           "(leave ENGINE empty)")
+    return chosen
 
 
 def staged_weights(workdir: Path, weights: Path, folds: str, checkpoint: str,
@@ -189,18 +216,24 @@ def builder_context(workdir: Path, wheelhouse: Path | None, repo: Path = REPO) -
 
 
 def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = REPO,
-                    folds: str = "", checkpoint: str = "") -> Context:
-    """Context of the runtime stage: its Dockerfile, weights/ and inference/ after .dockerignore;
-    the model choice (FOLDS, CHECKPOINT) goes in as build arguments, baked into the image's ENV."""
+                    folds: str = "", checkpoint: str = "", engine: str = "fast",
+                    trainer_files: list[Path] | None = None) -> Context:
+    """Context of the runtime stage: its Dockerfile, weights/ and inference/ after .dockerignore,
+    trainers/ (TRAINER_CODE's modules, or only a README); the model choice (FOLDS, CHECKPOINT) and
+    ENGINE go in as build arguments, baked into the image's ENV."""
     if not (inference / "run_inference.py").is_file():
         raise ContextError(f"{shown(inference / 'run_inference.py')} is missing: the organisers "
                            f"run `python run_inference.py` in /workspace")
     matcher = ignore_matcher(repo)
     weight_files, staged = staged_weights(workdir, weights, folds, checkpoint, matcher)
     code_files = selected_files(inference, "inference", matcher)
-    refuse_secrets(weight_files + code_files)
-    files = [(repo / RUNTIME_DOCKERFILE, RUNTIME_DOCKERFILE)] + weight_files + code_files
+    trainer_code = [(p, f"trainers/{p.name}") for p in trainer_files or []]
+    readme = workdir / "trainers-README.md"
+    readme.write_text("TRAINER_CODE's modules, copied beside nnU-Net's own trainers when ENGINE=nnunet.\n")
+    trainer_code.append((readme, "trainers/README.md"))
+    refuse_secrets(weight_files + code_files + trainer_code)
+    files = [(repo / RUNTIME_DOCKERFILE, RUNTIME_DOCKERFILE)] + weight_files + code_files + trainer_code
     sizes = {"weights": sum(p.stat().st_size for p, _ in weight_files),
              "inference": sum(p.stat().st_size for p, _ in code_files)}
     return Context(write_tar(files, workdir, "runtime"), RUNTIME_DOCKERFILE,
-                   {"FOLDS": folds, "CHECKPOINT": checkpoint}, sizes, staged)
+                   {"FOLDS": folds, "CHECKPOINT": checkpoint, "ENGINE": engine}, sizes, staged)

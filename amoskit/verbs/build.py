@@ -185,8 +185,8 @@ def run_build(api, ctx: build_context.Context, tag: str, buildargs: dict[str, st
 def build_stages(client, *, teamname: str, task: str, version: str, base_image: str,
                  torch_version: str, torch_index_url: str, wheelhouse: Path | None,
                  weights: Path, inference: Path, tags: list[str], nocache: bool = False,
-                 log_path: Path | None = None, folds: str = "",
-                 checkpoint: str = "") -> tuple[StageResult, StageResult, build_context.Context]:
+                 log_path: Path | None = None, folds: str = "", checkpoint: str = "", engine: str = "fast",
+                 trainer_files: list[Path] | None = None) -> tuple[StageResult, StageResult, build_context.Context]:
     """Both stages, builder then runtime; the first tag names the runtime image."""
     api = client.api
     builder_tag = f"{teamname}-builder:{version}"
@@ -194,11 +194,12 @@ def build_stages(client, *, teamname: str, task: str, version: str, base_image: 
             open(log_path or os.devnull, "w") as log_file:
         workdir = Path(tmp)
         runtime_ctx = build_context.runtime_context(workdir, weights, inference, folds=folds,
-                                                    checkpoint=checkpoint)
+                                                    checkpoint=checkpoint, engine=engine,
+                                                    trainer_files=trainer_files)
         builder_ctx = build_context.builder_context(workdir, wheelhouse)
         builder = run_build(api, builder_ctx, builder_tag,
                             {"BASE_IMAGE": base_image, "TORCH_VERSION": torch_version,
-                             "TORCH_INDEX_URL": torch_index_url},
+                             "TORCH_INDEX_URL": torch_index_url, "ENGINE": engine},
                             "builder stage (/opt/venv)", nocache=nocache, log_file=log_file,
                             offline=wheelhouse is not None)
         builder_ctx.remove()
@@ -247,6 +248,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--weights", default=env("WEIGHTS", "weights"), help="nnU-Net v2 model folder")
     p.add_argument("--folds", default=env("FOLDS", ""), help="folds the image runs, e.g. 0,1 or all (empty: nnU-Net's default)")
     p.add_argument("--checkpoint", default=env("CHECKPOINT", ""), help="checkpoint file (empty: checkpoint_final.pth)")
+    p.add_argument("--engine", default=env("ENGINE", ""),
+                   help="auto (empty), fast or nnunet (nnU-Net's own predictor in the image)")
+    p.add_argument("--trainer-code", default=env("TRAINER_CODE", ""),
+                   help="your nnU-Net trainer's .py file or folder (ENGINE=nnunet runs it)")
     p.add_argument("--inference", default=str(REPO / "inference"), help=argparse.SUPPRESS)
     p.add_argument("--nocache", action="store_true", help="rebuild every layer")
     p.add_argument("--check-base", action="store_true",
@@ -263,6 +268,8 @@ def main(argv=None) -> int:
         weights, inference = Path(a.weights), Path(a.inference)
         choice = build_context.check_weights(weights, a.folds, a.checkpoint)  # before Docker: the commonest mistake
         console.print(f"weights: {choice.summary()} [dim](what to run: {choice.source})[/]")
+        chosen = build_context.choose_engine(weights, choice, a.engine, a.trainer_code)
+        console.print(f"engine: {chosen.engine} ({chosen.reason})", markup=False)
         wheelhouse = Path(a.wheelhouse) if a.wheelhouse else None
         client = daemon.connect()
         ensure_base_image(client, a.base_image)
@@ -275,7 +282,8 @@ def main(argv=None) -> int:
                 base_image=a.base_image, torch_version=a.torch_version,
                 torch_index_url=a.torch_index_url, wheelhouse=wheelhouse, weights=weights,
                 inference=inference, tags=tags, nocache=a.nocache, log_path=log_path,
-                folds=a.folds, checkpoint=a.checkpoint)
+                folds=a.folds, checkpoint=a.checkpoint, engine=chosen.engine,
+                trainer_files=chosen.trainer_files)
         except BuildFailed as exc:
             console.print(f"[red]error:[/] build failed: {exc} (full log: {log_path})")
             return 1

@@ -1,0 +1,58 @@
+"""make build's engine choice (amoskit.image.engine_choice): fast where it gives nnU-Net's answer,
+nnU-Net's own predictor where that cannot be known, each with its one-line reason; torch-free."""
+import pytest
+
+from amoskit.image import engine_choice as ec
+
+PLAIN = ("nnUNetTrainer", "dynamic_network_architectures.architectures.unet.PlainConvUNet")
+
+
+def test_plain_nnunet_folders_run_fast():
+    c = ec.choose("", [PLAIN, ("nnUNetTrainer_250epochs", "dynamic_network_architectures.architectures.unet."
+                                                           "ResidualEncoderUNet")])
+    assert c.engine == "fast" and "nnU-Net's answer" in c.reason and c.trainer_files == []
+
+
+@pytest.mark.parametrize("member,words", [
+    (("nnUNetTrainer", "my_lab.nets.MedNeXt"), "my_lab.nets.MedNeXt is not a dynamic-network-architectures class"),
+    (("nnUNetTrainerBN", PLAIN[1]), "nnU-Net's nnUNetTrainerBN builds its own network"),
+    (("nnUNet_Primus_M_Trainer", None), "nnU-Net's nnUNet_Primus_M_Trainer builds its own network"),
+])
+def test_networks_the_fast_engine_cannot_promise_go_to_nnunet(member, words):
+    c = ec.choose("auto", [PLAIN, member])
+    assert c.engine == "nnunet" and words in c.reason
+
+
+def test_trainer_code_is_read_not_run(tmp_path):
+    code = tmp_path / "trainers"
+    code.mkdir()
+    (code / "base.py").write_text(
+        "import sys; sys.exit('never imported')\n"
+        "class MyBase(nnUNetTrainer):\n"
+        "    @staticmethod\n"
+        "    def build_network_architecture(*a, **k):\n"
+        "        return None\n")
+    (code / "mine.py").write_text("class MyTrainer(MyBase):\n    def __init__(self, *a):\n        pass\n"
+                                  "class Epochs(nnUNetTrainer):\n    num_epochs = 5\n")
+    c = ec.choose("", [("MyTrainer", PLAIN[1])], str(code))
+    assert c.engine == "nnunet" and "overrides build_network_architecture" in c.reason
+    assert [p.name for p in c.trainer_files] == ["base.py", "mine.py"]
+    c = ec.choose("", [("Epochs", PLAIN[1])], str(code / "mine.py"))
+    assert c.engine == "fast" and "TRAINER_CODE's trainer builds the plans' network" in c.reason
+    c = ec.choose("", [("Elsewhere", PLAIN[1])], str(code / "mine.py"))
+    assert c.engine == "nnunet" and "does not define Elsewhere" in c.reason
+
+
+def test_by_hand_wins_and_bad_values_are_one_line(tmp_path):
+    assert ec.choose("NNUNET", [PLAIN]).engine == "nnunet"
+    assert ec.choose("fast", [("nnUNetTrainerBN", None)]).reason.startswith("ENGINE=fast set by hand")
+    for engine, code, words in (("gpu", "", "ENGINE='gpu' is not an engine; set ENGINE=auto"),
+                                ("", str(tmp_path / "none.py"), "is not a .py file or a folder"),
+                                ("", str(tmp_path), "is not a .py file or a folder")):
+        with pytest.raises(ec.EngineChoiceError) as err:
+            ec.choose(engine, [PLAIN], code)
+        assert words in str(err.value) and "\n" not in str(err.value)
+    bad = tmp_path / "bad.py"
+    bad.write_text("class X(:\n")
+    with pytest.raises(ec.EngineChoiceError, match="not valid Python"):
+        ec.choose("", [PLAIN], str(bad))
