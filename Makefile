@@ -120,8 +120,8 @@ bench-build: check-teamname $(VENV)/.stamp ## time a cold build and a rebuild af
 	$(PY) -m amoskit.bench.build --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \
 	    --torch-index-url '$(TORCH_INDEX_URL)' --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
 
-bench-kinds: $(VENV)/.stamp ## every nnU-Net folder kind of the zoo through the engine vs nnUNetv2_predict: agreement, time, ratio
-	$(PY) -m amoskit.bench.nnunet_kinds --zoo .cache/nnunet-zoo
+bench-kinds: $(VENV)/.stamp ## every nnU-Net folder kind of the zoo through ENGINE (default fast) vs nnUNetv2_predict: agreement, time, ratio
+	$(PY) -m amoskit.bench.nnunet_kinds --zoo .cache/nnunet-zoo --engine $(or $(filter nnunet,$(ENGINE)),fast)
 
 nnunet-zoo: $(VENV)/.stamp ## build (or reuse) .cache/nnunet-zoo: real nnU-Net v2 folders of every kind + nnU-Net's predictions (about 20 min on 2 cores, then cached)
 	$(PY) -m amoskit.devtools.nnunet_zoo --out .cache/nnunet-zoo

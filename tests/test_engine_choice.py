@@ -13,14 +13,23 @@ def test_plain_nnunet_folders_run_fast():
     assert c.engine == "fast" and "nnU-Net's answer" in c.reason and c.trainer_files == []
 
 
-@pytest.mark.parametrize("member,words", [
-    (("nnUNetTrainer", "my_lab.nets.MedNeXt"), "my_lab.nets.MedNeXt is not a dynamic-network-architectures class"),
-    (("nnUNetTrainerBN", PLAIN[1]), "nnU-Net's nnUNetTrainerBN builds its own network"),
-    (("nnUNet_Primus_M_Trainer", None), "nnU-Net's nnUNet_Primus_M_Trainer builds its own network"),
+def test_networks_the_fast_engine_cannot_promise_go_to_nnunet(tmp_path):
+    c = ec.choose("auto", [PLAIN, ("nnUNetTrainer", "my_lab.nets.MedNeXt")])
+    assert c.engine == "nnunet" and "my_lab.nets.MedNeXt is not a dynamic-network-architectures class" in c.reason
+    bn = tmp_path / "nnUNetTrainerBN.py"
+    bn.write_text("class nnUNetTrainerBN(nnUNetTrainer):\n    def build_network_architecture(*a):\n        pass\n")
+    c = ec.choose("auto", [PLAIN, ("nnUNetTrainerBN", PLAIN[1])], str(bn))
+    assert c.engine == "nnunet" and "nnU-Net's nnUNetTrainerBN builds its own network" in c.reason
+
+
+@pytest.mark.parametrize("trainer,words", [
+    ("nnUNetTrainerBN", "pass its module as TRAINER_CODE="),
+    ("nnUNet_Primus_M_Trainer", "builds a Primus network, which needs timm and torchvision"),
 ])
-def test_networks_the_fast_engine_cannot_promise_go_to_nnunet(member, words):
-    c = ec.choose("auto", [PLAIN, member])
-    assert c.engine == "nnunet" and words in c.reason
+def test_what_the_fallback_image_cannot_find_is_refused_at_build(trainer, words):
+    with pytest.raises(ec.EngineChoiceError) as err:
+        ec.choose("", [(trainer, PLAIN[1])])
+    assert words in str(err.value) and "\n" not in str(err.value)
 
 
 def test_trainer_code_is_read_not_run(tmp_path):
@@ -39,8 +48,8 @@ def test_trainer_code_is_read_not_run(tmp_path):
     assert [p.name for p in c.trainer_files] == ["base.py", "mine.py"]
     c = ec.choose("", [("Epochs", PLAIN[1])], str(code / "mine.py"))
     assert c.engine == "fast" and "TRAINER_CODE's trainer builds the plans' network" in c.reason
-    c = ec.choose("", [("Elsewhere", PLAIN[1])], str(code / "mine.py"))
-    assert c.engine == "nnunet" and "does not define Elsewhere" in c.reason
+    with pytest.raises(ec.EngineChoiceError, match=r"defines none of the trainers that run \(Elsewhere\)"):
+        ec.choose("", [("Elsewhere", PLAIN[1])], str(code / "mine.py"))
 
 
 def test_by_hand_wins_and_bad_values_are_one_line(tmp_path):

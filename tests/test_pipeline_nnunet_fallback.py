@@ -43,6 +43,7 @@ def test_build_names_the_engine_and_carries_the_trainer(fallback_image, docker_c
     proc, log, _ = fallback_image
     assert proc.returncode == 0, log[-4000:]
     assert "engine: nnunet (ENGINE=nnunet set by hand" in log
+    assert "networks: 3d_lowres: nnUNetTrainer_zoo, PlainConvUNet; 3d_cascade_fullres: nnUNetTrainer_zoo" in log
     env = docker_client.images.get(f"{TEAM}:latest").attrs["Config"]["Env"]
     assert "ENGINE=nnunet" in env
     found = docker_client.containers.run(f"{TEAM}:latest", ["python", "-c", (

@@ -25,7 +25,10 @@ from pathlib import Path
 from amoskit import REPO
 
 CONTENDERS = ("ours", "nnunet_sequential", "nnunet_files", "nnunet_phases")
-CHILDREN = (*CONTENDERS, "network_alone")
+# cascades and ensembles: nnU-Net's predictor, cascade path, ensembling and postprocessing, run by its own
+# functions inside our runner (ENGINE=nnunet: equal to nnUNetv2_predict + _ensemble voxel for voxel)
+COMPOSITE_CONTENDERS = ("ours", "nnunet_engine")
+CHILDREN = (*CONTENDERS, "nnunet_engine", "network_alone")
 
 
 def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: str) -> dict:
@@ -72,10 +75,11 @@ def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: s
 def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str, net_batches=(),
           target_shape=()) -> dict:
     """Runs inside the child process; returns phase timings."""
-    if kind == "ours":
+    if kind in ("ours", "nnunet_engine"):
         metrics = out.parent / f"metrics-{out.name}.json"
         env = {**os.environ, "INPUT_DIR": str(case.parent), "OUTPUT_DIR": str(out), "MODEL_DIR": str(model),
-               "TTA": "1" if tta else "0", "METRICS_FILE": str(metrics)}
+               "TTA": "1" if tta else "0", "METRICS_FILE": str(metrics),
+               "ENGINE": "nnunet" if kind == "nnunet_engine" else "fast"}
         if device == "cpu":
             env["FORCE_CPU"] = "1"
         sys.argv = ["run_inference.py"]
@@ -166,27 +170,28 @@ TARGETS = {"speed_tta_off": (1.5, 8.0), "speed_tta_on": (None, 4.0), "rss_ratio"
            "window_over_network": (None, 1.2), "agreement": (0.995, 0.995), "min_dice": (0.98, 0.98)}
 
 
-def verdicts(summary: dict, device: str) -> list[tuple]:
+def verdicts(summary: dict, device: str, base_kind: str = "nnunet_sequential") -> list[tuple]:
     """(what, measured, bar, met) rows against the issue's targets for this device."""
     col = 1 if device == "cuda" else 0
     rows = []
     for key, res in summary.items():
         tta = key == "tta_1"
         r, ours = res["results"], res["results"]["ours"]
-        base = r["nnunet_sequential"]
+        base = r[base_kind]
         speed = base["wall"] / ours["wall"]
         bar = TARGETS["speed_tta_on" if tta else "speed_tta_off"][col]
         label = f"TTA {'on' if tta else 'off'}: "
-        rows.append((label + "speed vs predict_from_files_sequential", f"{speed:.2f}x", bar and f">= {bar}x",
+        rows.append((label + f"speed vs {base_kind}", f"{speed:.2f}x", bar and f">= {bar}x",
                      None if bar is None else speed >= bar))
         rss = ours["peak_rss_gib"] / base["peak_rss_gib"]
         bar = TARGETS["rss_ratio"][col]
         rows.append((label + "peak RSS vs nnU-Net's", f"{rss:.2f}x", f"<= {bar}x", rss <= bar))
-        net = ours["network_only"][0]
-        ratio = ours["network"] / net["net_only"]
-        bar = TARGETS["window_over_network"][col] if ours["mode"] in ("gpu", "cpu") else None  # not after a fallback
-        rows.append((label + f"sliding window / network alone (batch {net['batch']}, {ours['mode']})",
-                     f"{ratio:.2f}x", bar and f"<= {bar}x", None if bar is None else ratio <= bar))
+        if ours.get("network_only"):  # one configuration: its network timed alone on the same tiles
+            net = ours["network_only"][0]
+            ratio = ours["network"] / net["net_only"]
+            bar = TARGETS["window_over_network"][col] if ours["mode"] in ("gpu", "cpu") else None  # not after a fallback
+            rows.append((label + f"sliding window / network alone (batch {net['batch']}, {ours['mode']})",
+                         f"{ratio:.2f}x", bar and f"<= {bar}x", None if bar is None else ratio <= bar))
         bar = TARGETS["agreement"][col]
         rows.append((label + "voxel agreement", f"{res['agreement']:.4%}", f">= {bar:.1%}", res["agreement"] >= bar))
         if res["dice"]:
@@ -220,11 +225,11 @@ def main(argv=None) -> int:
 
     from amosseg.model_choice import choose_dir
     choice = choose_dir(args.model)
-    if choice.kind == "nnunet" and not (len(choice.members) == 1 and not choice.members[0].previous_stage):
-        print(f"error: {args.model} is an nnU-Net {choice.kind_words}; this benchmark times one configuration "
-              f"against nnUNetPredictor. For cascades and ensembles: python -m amoskit.bench.nnunet_kinds "
-              f"(every kind against nnUNetv2_predict / nnUNetv2_ensemble, with the ratio)", file=sys.stderr)
-        return 2
+    composite = choice.kind == "nnunet" and not (len(choice.members) == 1 and not choice.members[0].previous_stage)
+    base_kind = "nnunet_engine" if composite else "nnunet_sequential"
+    if composite:
+        print(f"{args.model} is an nnU-Net {choice.kind_words}: timed against nnU-Net's own predictor, cascade "
+              f"path, ensembling and postprocessing (ENGINE=nnunet, nnU-Net's functions in one process)")
     from rich.console import Console
     from rich.table import Table
     console = Console() if sys.stdout.isatty() else Console(width=160)  # logs: wide enough for the table
@@ -239,8 +244,9 @@ def main(argv=None) -> int:
         (single / case.name).symlink_to(case.resolve())
         case = single / case.name
         ttas = {"0": [False], "1": [True], "both": [False, True]}[args.tta]
-        kinds = [k for k in CONTENDERS if not (args.skip_files and k == "nnunet_files")
-                 and not (args.no_phases and k == "nnunet_phases")]
+        kinds = list(COMPOSITE_CONTENDERS) if composite else [
+            k for k in CONTENDERS if not (args.skip_files and k == "nnunet_files")
+            and not (args.no_phases and k == "nnunet_phases")]
         summary = {}
         for tta in ttas:
             results = {}
@@ -248,26 +254,30 @@ def main(argv=None) -> int:
                 console.print(f"running {kind} (TTA {'on' if tta else 'off'}) ...")
                 results[kind] = spawn(kind, case, args.model, tmp / f"out-{kind}-{tta}", tta, args.device)
             ours = results["ours"]
-            console.print(f"running the network alone on the same tiles (TTA {'on' if tta else 'off'}) ...")
-            ours["network_only"] = spawn("network_alone", case, args.model, tmp / "unused", tta, args.device,
-                                         list(dict.fromkeys([ours["batch"], *net_batches])),
-                                         ours["target_shape"])["runs"]
+            if not composite:
+                console.print(f"running the network alone on the same tiles (TTA {'on' if tta else 'off'}) ...")
+                ours["network_only"] = spawn("network_alone", case, args.model, tmp / "unused", tta, args.device,
+                                             list(dict.fromkeys([ours["batch"], *net_batches])),
+                                             ours["target_shape"])["runs"]
             agree, dice = agreement(tmp / f"out-ours-{tta}" / case.name,
-                                    tmp / f"out-nnunet_sequential-{tta}" / case.name)
+                                    tmp / f"out-{base_kind}-{tta}" / case.name)
             summary[f"tta_{int(tta)}"] = {"results": results, "agreement": agree, "dice": dice}
     table = Table(title=f"inference benchmark: {case.name}, {args.device}, model {args.model.name}")
     for col in ("TTA", "contender", "wall s", "startup", "read", "prep", "network", "export", "write", "peak RSS GiB",
-                "peak GPU GiB", "nnU-Net seq / this"):
+                "peak GPU GiB", f"{base_kind} / this"):
         table.add_column(col, justify="right")
     for key, res in summary.items():
         tta, results = key == "tta_1", res["results"]
-        base = results["nnunet_sequential"]["wall"]
+        base = results[base_kind]["wall"]
         for kind, r in results.items():
             fmt = lambda k: "-" if r.get(k) is None else f"{r[k]:.2f}"  # noqa: E731
             table.add_row("on" if tta else "off", kind, f"{r['wall']:.2f}", *(fmt(k) for k in
                           ("startup", "read", "preprocess", "network", "export", "write")), f"{r['peak_rss_gib']:.2f}",
                           fmt("peak_gpu_gib"), f"{base / r['wall']:.2f}x")
         ours = results["ours"]
+        if composite:
+            table.add_section()
+            continue
         nets = ", ".join(f"batch {n['batch']}: {n['net_only']:.2f} s + {n['warm_up']:.2f} s warm-up"
                          for n in ours["network_only"])
         console.print(f"TTA {'on' if tta else 'off'}: sliding window {ours['network']:.2f} s vs the network "
@@ -278,7 +288,7 @@ def main(argv=None) -> int:
     targets = Table(title=f"against the issue's targets ({args.device})")
     for col in ("measure", "value", "target", "met"):
         targets.add_column(col, justify="right" if col != "measure" else "left")
-    for what, value, bar, met in verdicts(summary, args.device):
+    for what, value, bar, met in verdicts(summary, args.device, base_kind):
         targets.add_row(what, value, bar or "-", "-" if met is None else ("yes" if met else "NO"))
     console.print(targets)
     if args.json:

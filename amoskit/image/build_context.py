@@ -7,6 +7,7 @@ content scan refuses private keys that hide under an innocent name.
 """
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import posixpath
@@ -85,23 +86,27 @@ def check_weights(weights: Path, folds: str = "", checkpoint: str = "") -> model
 def choose_engine(weights: Path, choice: model_choice.Choice, engine: str, trainer_code: str):
     """The engine the image runs and why (amoskit.image.engine_choice), from the plans of every
     configuration that runs and TRAINER_CODE; refused in one line as a ContextError."""
-    members = []
+    members, networks = [], []
     if choice.kind == "nnunet":
         src = weights_stage.open_source(weights)
         for m in choice.all_members():
             parsed = model_choice.parse_config_dir(posixpath.basename(m.folder) or weights.name)
             trainer = parsed[0] if parsed else ""
             try:
-                plans = src.read_json(m.description.path("plans.json")) or {}
-                conf = (plans.get("configurations") or {}).get(m.configuration or "", {})
+                rel = posixpath.join(m.folder, "plans.json") if m.folder else "plans.json"
+                plans = json.loads((Path(choice.root) / rel).read_text()) if choice.root else src.read_json(rel)
+                conf = model_choice.resolved_configuration(plans, m.configuration or "")
                 network = (conf.get("architecture") or {}).get("network_class_name")
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError, AttributeError, KeyError, TypeError):
                 network = None
             members.append((trainer, network))
+            shown_net = network.rsplit(".", 1)[-1] if network else "from the checkpoint's plans (pre-2.4 plans)"
+            networks.append(f"{m.configuration or m.folder}: {trainer + ', ' if trainer else ''}{shown_net}")
     try:
         chosen = engine_choice.choose(engine, members, trainer_code)
     except engine_choice.EngineChoiceError as exc:
         raise ContextError(str(exc)) from None
+    chosen.networks = networks
     if chosen.engine == "nnunet" and choice.kind == "torchscript":
         raise ContextError("ENGINE=nnunet runs nnU-Net folders; a TorchScript model runs on the fast engine "
                            "(leave ENGINE empty)")

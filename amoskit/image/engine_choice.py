@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENGINES = ("auto", "fast", "nnunet")
@@ -33,6 +33,7 @@ class EngineChoice:
     engine: str                 # "fast" or "nnunet"
     reason: str                 # one line, shown by make build
     trainer_files: list[Path]   # TRAINER_CODE's .py files (copied into the image for ENGINE=nnunet)
+    networks: list[str] = field(default_factory=list)  # "configuration: trainer, network class" per member
 
 
 def trainer_files(trainer_code: str) -> list[Path]:
@@ -87,17 +88,26 @@ def choose(requested: str, members: list[tuple[str, str | None]], trainer_code: 
             return EngineChoice("nnunet", f"network {network} is not a dynamic-network-architectures class: "
                                           "nnU-Net's own predictor builds it", files)
         if NNUNET_OWN_NETWORK_TRAINERS.match(trainer):
+            if "primus" in trainer.lower():
+                raise EngineChoiceError(f"{trainer} builds a Primus network, which needs timm and torchvision: "
+                                        "not yet in the ENGINE=nnunet image (issue 12); no engine here runs it")
+            if not (files and _overrides(files, trainer)[0]):
+                raise EngineChoiceError(
+                    f"nnU-Net's {trainer} builds its own network, so nnU-Net's predictor must run it, and nnU-Net "
+                    f"finds it only after importing its primus trainers (timm, torchvision: not in the image): "
+                    f"pass its module as TRAINER_CODE=<nnunetv2>/training/nnUNetTrainer/variants/"
+                    f"network_architecture/{trainer}.py")
             return EngineChoice("nnunet", f"nnU-Net's {trainer} builds its own network, not the plans': "
-                                          "nnU-Net's own predictor runs it", files)
+                                          "nnU-Net's own predictor runs it (its module from TRAINER_CODE)", files)
         if files:
             found, methods = _overrides(files, trainer)
             if methods:
                 return EngineChoice("nnunet", f"TRAINER_CODE's {trainer} overrides {', '.join(methods)}: "
                                               "nnU-Net's own predictor runs it as trained", files)
-            if not found:
-                return EngineChoice("nnunet", f"TRAINER_CODE does not define {trainer} itself (a base class "
-                                              "elsewhere may change the network): nnU-Net's own predictor runs it",
-                                    files)
+    trainers = sorted({t for t, _ in members})
+    if files and not any(_overrides(files, t)[0] for t in trainers):
+        raise EngineChoiceError(f"TRAINER_CODE={trainer_code} defines none of the trainers that run "
+                                f"({', '.join(trainers) or 'none'}); point it at the module that defines yours")
     if files:
         return EngineChoice("fast", "TRAINER_CODE's trainer builds the plans' network and infers as nnU-Net does: "
                                     "the fast engine gives nnU-Net's answer (ENGINE=nnunet to run nnU-Net's own)",

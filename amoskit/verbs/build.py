@@ -269,6 +269,8 @@ def main(argv=None) -> int:
         choice = build_context.check_weights(weights, a.folds, a.checkpoint)  # before Docker: the commonest mistake
         console.print(f"weights: {choice.summary()} [dim](what to run: {choice.source})[/]")
         chosen = build_context.choose_engine(weights, choice, a.engine, a.trainer_code)
+        if chosen.networks:
+            console.print(f"networks: {'; '.join(chosen.networks)}", markup=False)
         console.print(f"engine: {chosen.engine} ({chosen.reason})", markup=False)
         wheelhouse = Path(a.wheelhouse) if a.wheelhouse else None
         client = daemon.connect()

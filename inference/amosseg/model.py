@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from . import postprocessing
-from .model_choice import Choice, choose_dir
+from .model_choice import Choice, choose_dir, resolved_configuration
 from .model_folder import CHECKPOINT
 from .network import UnsupportedModel, build_network
 from .settings import parse_folds
@@ -119,15 +119,11 @@ def _load_json(path: Path) -> dict:
 
 def _configuration(plans: dict, name: str) -> dict:
     """Resolve nnU-Net's `inherits_from` chain into one configuration dict."""
-    configs = plans.get("configurations", {})
-    if name not in configs:
-        raise UnsupportedModel(f"configuration {name!r} not in plans.json (has {sorted(configs)})")
-    conf = dict(configs[name])
-    if "inherits_from" in conf:
-        parent = _configuration(plans, conf.pop("inherits_from"))
-        parent.update(conf)
-        conf = parent
-    return conf
+    try:
+        return resolved_configuration(plans, name)
+    except KeyError:
+        raise UnsupportedModel(f"configuration {name!r} not in plans.json "
+                               f"(has {sorted(plans.get('configurations', {}))})") from None
 
 
 def _labels(dataset: dict, folder: Path) -> tuple[dict, tuple | None, tuple | None]:

@@ -158,6 +158,19 @@ def _configuration_of(folder: str, name: str, plans) -> str | None:
     return next(iter(configs)) if isinstance(configs, dict) and len(configs) == 1 else None
 
 
+def resolved_configuration(plans: dict, name: str) -> dict:
+    """One configuration with nnU-Net's `inherits_from` chain resolved (KeyError when it is absent)."""
+    configs = plans.get("configurations", {})
+    if name not in configs:
+        raise KeyError(name)
+    conf = dict(configs[name])
+    if "inherits_from" in conf:
+        parent = resolved_configuration(plans, conf.pop("inherits_from"))
+        parent.update(conf)
+        conf = parent
+    return conf
+
+
 def _previous_stage(plans, config: str | None) -> str | None:
     """The configuration a cascade stage follows (its plans' `previous_stage`), else None."""
     conf = ((plans if isinstance(plans, dict) else {}).get("configurations") or {}).get(config) if config else None
