@@ -169,7 +169,7 @@ def _model_input(array, spacing, model: Model, dev: Devices, seconds: dict, firs
             return prep
         logits = _add(seconds, network_logits(prep, stage, dev.compute, dev.stitch, dev.tta,
                                               dev.batch or stage.batch or 1))
-        previous = _timed(seconds, "export", lambda: uncrop(cropped_labels(logits, prep, stage), prep, stage))
+        previous = _timed(seconds, "export", lambda lg: uncrop(cropped_labels(lg, prep, stage), prep, stage), logits)
         del logits
     raise AssertionError("unreachable")
 
