@@ -34,7 +34,7 @@ PY := $(VENV)/bin/python
 export TEAMNAME TASK VERSION BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE DIST WEIGHTS
 
 .PHONY: help setup samples train-demo evaluate-demo base-image wheelhouse build run package \
-        verify-load validate demo test bench-inference bench-build bench-package bench-kinds e2e-kinds nnunet-zoo clean check-teamname
+        verify-load validate demo test bench-inference bench-build bench-package bench-kinds kinds-end-to-end nnunet-zoo clean check-teamname
 
 help: ## list targets and variables
 	@echo "Targets:"
@@ -123,7 +123,7 @@ bench-build: check-teamname $(VENV)/.stamp ## time a cold build and a rebuild af
 bench-kinds: $(VENV)/.stamp ## every nnU-Net folder kind of the zoo through ENGINE (default fast) vs nnUNetv2_predict: agreement, time, ratio
 	$(PY) -m amoskit.bench.nnunet_kinds --zoo .cache/nnunet-zoo --engine $(or $(filter nnunet,$(ENGINE)),fast)
 
-e2e-kinds: $(VENV)/.stamp ## every zoo kind (and an ENGINE=nnunet cascade) through make build, run, package, verify-load: one table
+kinds-end-to-end: $(VENV)/.stamp ## every zoo kind (and an ENGINE=nnunet cascade) through make build, run, package, verify-load: one table
 	$(PY) -m amoskit.bench.kinds_end_to_end
 
 nnunet-zoo: $(VENV)/.stamp ## build (or reuse) .cache/nnunet-zoo: real nnU-Net v2 folders of every kind + nnU-Net's predictions (about 20 min on 2 cores, then cached)

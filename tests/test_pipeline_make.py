@@ -14,7 +14,7 @@ from conftest import REPO
 pytestmark = pytest.mark.pipeline
 
 TARGETS = ["help", "setup", "samples", "train-demo", "evaluate-demo", "bench-inference", "bench-package", "base-image", "wheelhouse", "build", "run", "demo", "test",
-           "clean", "bench-build", "e2e-kinds", "package", "verify-load", "validate", "check-teamname"]
+           "clean", "bench-build", "kinds-end-to-end", "package", "verify-load", "validate", "check-teamname"]
 VARIABLES = ["TEAMNAME", "TASK", "VERSION", "BASE_IMAGE", "TORCH_VERSION", "TORCH_INDEX_URL",
              "WHEELHOUSE", "INPUT", "OUTPUT", "DIST", "LABELS", "VENV", "WEIGHTS", "LOCAL_BASE_IMAGE",
              "FOLDS", "CHECKPOINT", "ENGINE", "TRAINER_CODE"]
