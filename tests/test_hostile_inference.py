@@ -50,6 +50,7 @@ GOOD = {  # name -> (array, spacing, direction) that must be segmented
     "Scan.NII.nii.gz": (body(), (2.5, 2.5, 6.0), None),
     "case.hdr.img.nii.gz": (body(), (2.5, 2.5, 6.0), None),
     "twice.nii.nii.gz": (body(), (2.5, 2.5, 6.0), None),
+    "patient_0042_abdomen_portal_venous_phase_recon_b30f_2mm.nii.gz": (body(), (2.5, 2.5, 6.0), None),
 }
 BAD = {  # name -> expected words in its error line
     "zero-bytes.nii.gz": "cannot read",
@@ -119,8 +120,18 @@ def hostile_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     inp, out = root / "input", root / "output"
     build_input(inp)
-    proc = run_engine(inp, out, TTA=0)
+    proc = run_engine(inp, out, TTA=0, COLUMNS=80)  # docker logs: no terminal, rich's default width
     return inp, out, proc
+
+
+def test_summary_table_keeps_whole_names_in_a_log(hostile_run):
+    """Without a terminal the summary table is as wide as its longest name needs: nothing cut to '…'."""
+    _, _, proc = hostile_run
+    table = proc.stdout[proc.stdout.index("segmentation summary"):]
+    rows = [line for line in table.splitlines() if "│" in line or "|" in line]
+    for name in sorted(GOOD) + sorted(BAD):
+        assert any(name in row for row in rows), f"{name} not whole in the summary table:\n{table[:3000]}"
+    assert "…" not in table
 
 
 def test_run_goes_on_and_fails_overall(hostile_run):

@@ -263,11 +263,21 @@ def _timed_write(engine, labels, case, out_path):
 
 def _summary(results, total):
     table = Table(title=f"segmentation summary ({total:.1f} s)")
-    for col in ("case", "status", "shape", "read", "prep", "net", "export", "write", "peak GPU GiB"):
-        table.add_column(col)
+    longest = max((len(r.name) for r in results), default=0)
+    table.add_column("case", overflow="fold", min_width=min(longest, 120))  # wraps past 120, never cut
+    for col in ("status", "shape", "read", "prep", "net", "export", "write", "peak GPU GiB"):
+        table.add_column(col, overflow="fold")
     for r in results:
         s = r.seconds
         table.add_row(r.name, r.status if r.ok else f"FAILED: {(r.error or '')[:60]}",
                       "x".join(map(str, r.shape or [])), *(f"{s[k]:.2f}" if k in s else "-" for k in PHASES),
                       f"{(r.peak_gpu_bytes or 0) / GIB:.2f}")
-    console.print(table)
+    # a log (docker logs, a file) has no width: wide enough for the longest name on one line
+    if console.is_terminal:
+        console.print(table)
+        return
+    width, console.width = console.width, max(console.width, longest + 100)  # print(width=) cannot widen
+    try:
+        console.print(table)
+    finally:
+        console.width = width
