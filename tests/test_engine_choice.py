@@ -32,6 +32,16 @@ def test_what_the_fallback_image_cannot_find_is_refused_at_build(trainer, words)
     assert words in str(err.value) and "\n" not in str(err.value)
 
 
+def test_preprocessing_the_fast_engine_does_not_reproduce_goes_to_nnunet():
+    from amosseg.model_choice import fast_engine_problem
+    conf = {"normalization_schemes": ["RescaleTo01Normalization"], "use_mask_for_norm": [False]}
+    problem = fast_engine_problem(conf)
+    assert problem and "RescaleTo01Normalization" in problem
+    assert fast_engine_problem({"normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False]}) is None
+    c = ec.choose("", [PLAIN, (*PLAIN, problem)])
+    assert c.engine == "nnunet" and "RescaleTo01Normalization is not supported" in c.reason
+
+
 def test_trainer_code_is_read_not_run(tmp_path):
     code = tmp_path / "trainers"
     code.mkdir()

@@ -97,9 +97,10 @@ def choose_engine(weights: Path, choice: model_choice.Choice, engine: str, train
                 plans = json.loads((Path(choice.root) / rel).read_text()) if choice.root else src.read_json(rel)
                 conf = model_choice.resolved_configuration(plans, m.configuration or "")
                 network = (conf.get("architecture") or {}).get("network_class_name")
+                problem = model_choice.fast_engine_problem(conf)
             except (OSError, ValueError, AttributeError, KeyError, TypeError):
-                network = None
-            members.append((trainer, network))
+                network, problem = None, None
+            members.append((trainer, network, problem))
             shown_net = network.rsplit(".", 1)[-1] if network else "from the checkpoint's plans (pre-2.4 plans)"
             networks.append(f"{m.configuration or m.folder}: {trainer + ', ' if trainer else ''}{shown_net}")
     try:

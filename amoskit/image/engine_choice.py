@@ -73,9 +73,9 @@ def _overrides(files: list[Path], trainer: str) -> tuple[bool, list[str]]:
     return found, sorted(set(methods))
 
 
-def choose(requested: str, members: list[tuple[str, str | None]], trainer_code: str = "") -> EngineChoice:
-    """members: (trainer class name, plans' network_class_name or None) of every configuration that runs.
-    requested: ENGINE as given (empty = auto)."""
+def choose(requested: str, members: list[tuple], trainer_code: str = "") -> EngineChoice:
+    """members: (trainer class name, plans' network_class_name or None[, what of the preprocessing the fast
+    engine does not reproduce or None]) of every configuration that runs. requested: ENGINE (empty = auto)."""
     requested = (requested or "auto").strip().lower()
     if requested not in ENGINES:
         raise EngineChoiceError(f"ENGINE={requested!r} is not an engine; set ENGINE=auto (default), fast or nnunet")
@@ -83,7 +83,11 @@ def choose(requested: str, members: list[tuple[str, str | None]], trainer_code: 
     if requested != "auto":
         why = "nnU-Net's own predictor" if requested == "nnunet" else "our engine"
         return EngineChoice(requested, f"ENGINE={requested} set by hand ({why})", files)
-    for trainer, network in members:
+    members = [(*m, None)[:3] for m in members]
+    for trainer, network, problem in members:
+        if problem:
+            return EngineChoice("nnunet", f"the fast engine cannot reproduce it ({problem}): nnU-Net's own "
+                                          "predictor runs it", files)
         if network and not network.startswith(DNA_PREFIX):
             return EngineChoice("nnunet", f"network {network} is not a dynamic-network-architectures class: "
                                           "nnU-Net's own predictor builds it", files)
@@ -104,7 +108,7 @@ def choose(requested: str, members: list[tuple[str, str | None]], trainer_code: 
             if methods:
                 return EngineChoice("nnunet", f"TRAINER_CODE's {trainer} overrides {', '.join(methods)}: "
                                               "nnU-Net's own predictor runs it as trained", files)
-    trainers = sorted({t for t, _ in members})
+    trainers = sorted({m[0] for m in members})
     if files and not any(_overrides(files, t)[0] for t in trainers):
         raise EngineChoiceError(f"TRAINER_CODE={trainer_code} defines none of the trainers that run "
                                 f"({', '.join(trainers) or 'none'}); point it at the module that defines yours")

@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from . import postprocessing
-from .model_choice import Choice, choose_dir, resolved_configuration
+from .model_choice import Choice, choose_dir, fast_engine_problem, resolved_configuration
 from .model_folder import CHECKPOINT
 from .network import UnsupportedModel, build_network
 from .settings import parse_folds
@@ -188,19 +188,9 @@ def _architecture(conf: dict, folder: Path) -> dict:
 
 
 def _check_preprocessing(conf: dict, folder: Path) -> None:
-    norm = conf["normalization_schemes"][0]
-    if norm not in ("CTNormalization", "ZScoreNormalization"):
-        raise UnsupportedModel(f"{folder}: normalization {norm} is not supported (CTNormalization, "
-                               f"ZScoreNormalization are); build with ENGINE=nnunet")
-    if any(conf.get("use_mask_for_norm", [False])):
-        raise UnsupportedModel(f"{folder}: use_mask_for_norm=True is not supported; build with ENGINE=nnunet")
-    for key in ("resampling_fn_data", "resampling_fn_probabilities", "resampling_fn_seg"):
-        if conf.get(key, "resample_data_or_seg_to_shape") != "resample_data_or_seg_to_shape":
-            raise UnsupportedModel(f"{folder}: {key}={conf[key]} is not supported; build with ENGINE=nnunet")
-    dk = conf.get("resampling_fn_data_kwargs", {})
-    for key in ("resampling_fn_probabilities_kwargs", "resampling_fn_seg_kwargs"):
-        if dk.get("force_separate_z") != conf.get(key, {}).get("force_separate_z"):
-            raise UnsupportedModel(f"{folder}: different force_separate_z for data and {key} is not supported")
+    problem = fast_engine_problem(conf)
+    if problem:
+        raise UnsupportedModel(f"{folder}: {problem}; build with ENGINE=nnunet (nnU-Net's own predictor)")
 
 
 def load_configuration(folder: Path, fold_names: Sequence[str], checkpoint: str = CHECKPOINT,

@@ -171,6 +171,24 @@ def resolved_configuration(plans: dict, name: str) -> dict:
     return conf
 
 
+def fast_engine_problem(conf: dict) -> str | None:
+    """What in a (resolved) configuration's preprocessing the fast engine does not reproduce, or None.
+    Torch-free: make build reads it to choose nnU-Net's own predictor instead."""
+    norm = (conf.get("normalization_schemes") or ["?"])[0]
+    if norm not in ("CTNormalization", "ZScoreNormalization"):
+        return f"normalization {norm} is not supported (CTNormalization, ZScoreNormalization are)"
+    if any(conf.get("use_mask_for_norm", [False])):
+        return "use_mask_for_norm=True is not supported"
+    for key in ("resampling_fn_data", "resampling_fn_probabilities", "resampling_fn_seg"):
+        if conf.get(key, "resample_data_or_seg_to_shape") != "resample_data_or_seg_to_shape":
+            return f"{key}={conf[key]} is not supported"
+    dk = conf.get("resampling_fn_data_kwargs", {})
+    for key in ("resampling_fn_probabilities_kwargs", "resampling_fn_seg_kwargs"):
+        if dk.get("force_separate_z") != conf.get(key, {}).get("force_separate_z"):
+            return f"different force_separate_z for data and {key} is not supported"
+    return None
+
+
 def _previous_stage(plans, config: str | None) -> str | None:
     """The configuration a cascade stage follows (its plans' `previous_stage`), else None."""
     conf = ((plans if isinstance(plans, dict) else {}).get("configurations") or {}).get(config) if config else None
