@@ -2,8 +2,8 @@
 
 On the zoo's nnU-Net-trained folders (see test_engine_nnunet_kinds.py), against nnUNetv2_predict,
 nnUNetv2_ensemble and nnUNetv2_apply_postprocessing: every voxel equal, same geometry, same
-arbitrary names, for the kinds whose composition differs (2-D tiles, a cascade, regions, an
-ensemble with postprocessing).
+arbitrary names, for the kinds whose composition differs (2-D tiles, regions, an ensemble with
+postprocessing; the cascade runs in the image, tests/test_pipeline_nnunet_fallback.py).
 """
 import os
 import subprocess
@@ -21,7 +21,7 @@ def zoo():
     return nnunet_kinds.load_zoo()
 
 
-@pytest.mark.parametrize("kind", ["2d", "3d_cascade_fullres", "regions", "ensemble_pp"])
+@pytest.mark.parametrize("kind", ["2d", "regions", "ensemble_pp"])  # the cascade: test_pipeline_nnunet_fallback
 def test_fallback_engine_equals_nnunet_exactly(zoo, kind, tmp_path):
     r = nnunet_kinds.compare(zoo, kind, tmp_path, engine="nnunet")
     assert r.rc == 0, r.log[-3000:]
