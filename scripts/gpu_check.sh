@@ -8,7 +8,9 @@
 # 512x512x600 case under GPU_MEMORY_LIMIT_GB=24 (limit24.json); the demo model on a sample case for
 # fp16 agreement (bench_demo.json); the engine alone on two copies of the AMOS-sized case with cuDNN
 # autotuning on and off (cudnn_benchmark_*.json: the first case pays the one-off costs, the second
-# shows a test set's steady state); the AMOS-sized benchmark with TTA on (bench_amos_tta1.json);
+# shows a test set's steady state); ENGINE=nnunet (nnU-Net's own predictor in our runner) on the
+# AMOS-sized case (engine_nnunet.json, its agreement with the fast engine); the AMOS-sized benchmark
+# with TTA on (bench_amos_tta1.json);
 # plus log.txt. Estimated (not yet measured) 7-8 minutes on an H100: nnU-Net's ~66-90 s per run
 # dominates.
 # DRY_RUN=1 rehearses the same steps on the CPU with a small case (192 x 192 x 30; the long case
@@ -78,6 +80,18 @@ for c in m['cases']:
           f'export {s[\"export\"]:.2f} write {s[\"write\"]:.2f} s, peak GPU {c[\"peak_gpu_bytes\"]/2**30:.2f} GiB')" \
         "$out/cudnn_benchmark_$bench.json" $bench || failed=1
 done
+
+step "ENGINE=nnunet (nnU-Net's own predictor in our runner) on $device: the AMOS-sized case, TTA off"
+mkdir -p "$work/in-one"
+ln -sf "$work/cases/amos_sized_$slices.nii.gz" "$work/in-one/a.nii.gz"
+INPUT_DIR="$work/in-one" OUTPUT_DIR="$work/out-nnunet" MODEL_DIR="$work/amos-model" TTA=0 ENGINE=nnunet \
+    METRICS_FILE="$out/engine_nnunet.json" FORCE_CPU=$force_cpu \
+    $py inference/run_inference.py > "$work/nnunet.log" 2>&1 || { failed=1; tail -5 "$work/nnunet.log"; }
+grep -E "^device:|^a.nii.gz:" "$work/nnunet.log"
+$py -c "import sys; from amoskit import metrics
+a, b = metrics.read_labels(sys.argv[1]), metrics.read_labels(sys.argv[2])
+print(f'fast engine vs ENGINE=nnunet: voxel agreement {metrics.agreement(a, b):.4%}')" \
+    "$work/out-two/a.nii.gz" "$work/out-nnunet/a.nii.gz" || failed=1
 
 step "AMOS-sized case: this engine vs nnUNetPredictor on $device, TTA $([[ $tta_on == 1 ]] && echo on || echo off) (no phase split)"
 BENCH_DEVICE=$device $py -m amoskit.bench.inference --model "$work/amos-model" --device "$device" \
