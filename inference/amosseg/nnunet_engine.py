@@ -96,8 +96,9 @@ class NnunetEngine:
             try:
                 p.initialize_from_trained_model_folder(str(self.root / member.folder), _fold_ids(member.folds),
                                                        self.choice.checkpoint)
-            except RuntimeError as exc:
-                first = str(exc).strip().splitlines()[0][:240]
+            except (RuntimeError, ImportError, AttributeError, KeyError, TypeError, ValueError) as exc:
+                # nnU-Net's "could not find trainer", or the trainer module's own import failing
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:240]
                 raise UnsupportedModel(f"nnU-Net cannot load {member.folder}: {first} (a custom trainer: build "
                                        "with TRAINER_CODE=<its .py file or folder>)") from None
             self.predictors[member.folder] = p
