@@ -146,7 +146,7 @@ class NnunetEngine:
             mirroring = f"on ({len(axes)} mirror axes)" if tta and axes else "off"
             lines.append(f"model: nnU-Net's predictor: {member.folder or self.root.name} ({p.trainer_name}, "
                          f"{type(p.network).__name__}, folds {list(_fold_ids(member.folds))}); patch "
-                         f"{list(cm.patch_size)}, spacing {list(cm.spacing)}, TTA {mirroring}, batch 1")
+                         f"{list(cm.patch_size)}, spacing {[round(float(v), 4) for v in cm.spacing]}, TTA {mirroring}, batch 1")
         pp = f"; postprocessing: {len(self.postprocessing)} step(s)" if self.postprocessing else ""
         lines.append(f"model: nnU-Net v2 {self.choice.kind_words} on ENGINE=nnunet (nnU-Net's own predictor){pp} "
                      f"from {model_dir}; {threads} CPU threads")
