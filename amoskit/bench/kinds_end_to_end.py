@@ -51,9 +51,9 @@ def _make(target: str, variables: list[str], log: Path) -> tuple[int, float, str
 
 
 def one_kind(zoo: dict, kind: str, tmp: Path, extra: list[str]) -> Row:
-    base = kind.split("+")[0]
+    base, tag = kind.split("+")[0], re.sub(r"\W", "_", kind)
     model, folds, _ = nnunet_kinds.model_for(zoo, base, tmp)
-    dist, out = tmp / f"dist-{base}", tmp / f"out-{base}"
+    dist, out = tmp / f"dist-{tag}", tmp / f"out-{tag}"
     common = [f"TEAMNAME={TEAM}", f"INPUT={zoo['inputs']}", f"LABELS={zoo['inputs_labels']}", f"DIST={dist}",
               f"OUTPUT={out}"]
     build = [f"WEIGHTS={model}", f"FOLDS={folds}"]
@@ -61,7 +61,7 @@ def one_kind(zoo: dict, kind: str, tmp: Path, extra: list[str]) -> Row:
         build += ["ENGINE=nnunet", f"TRAINER_CODE={TRAINER}"]
     row = Row(kind)
     for step in STEPS:
-        rc, secs, text = _make(step, common + (build if step == "build" else []) + extra, tmp / f"{base}-{step}.log")
+        rc, secs, text = _make(step, common + (build if step == "build" else []) + extra, tmp / f"{tag}-{step}.log")
         row.steps[step] = (rc, secs)
         row.log += f"\n--- {step} ---\n" + text[-3000:]
         if step == "build":
