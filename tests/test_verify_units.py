@@ -16,7 +16,7 @@ import pytest
 
 from conftest import tool
 
-from amoskit.tarball.layers import Entry, merge_layers, resolve_path
+from amoskit.tarball.layers import Entry, merge_layers, resolve_path, scan_layer_tar
 from amoskit.tarball.scan import scan_tarball
 from amoskit.tarball.secret_scan import secrets_in
 from amoskit.tarball.stream import GzipCheckingReader, TarballError
@@ -143,6 +143,31 @@ def test_weights_row_uses_the_engines_model_description():
     check_weights(*describe_model(fs, "/w"), "/w", v)
     assert [(r.check, r.status) for r in v.rows] == [("weights", "pass"), ("weights", "fail")]
     assert "plans.json" in v.rows[1].detail
+
+
+def test_weights_row_reads_the_choice_file_from_the_layer(tmp_path):
+    """A multi-folder model (ensemble, cascade, Dataset folder) ships amosseg_choice.json: read from the
+    real layer tar, it names what runs (it was dropped while scanning, and every such image failed)."""
+    layer = io.BytesIO()
+    files = {"workspace/weights/amosseg_choice.json": json.dumps(
+        {"models": ["T__P__2d", "T__P__3d_fullres"], "folds": {"T__P__2d": ["0"], "T__P__3d_fullres": ["0"]},
+         "checkpoint": "checkpoint_final.pth", "postprocessing": None}).encode()}
+    for config in ("2d", "3d_fullres"):
+        base = f"workspace/weights/T__P__{config}"
+        files[f"{base}/plans.json"] = json.dumps({"configurations": {config: {}}}).encode()
+        files[f"{base}/dataset.json"] = b'{"labels": {"background": 0, "liver": 1}}'
+        files[f"{base}/fold_0/checkpoint_final.pth"] = b"x" * 9
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    layer.seek(0)
+    fs = merge_layers([scan_layer_tar(layer, "layer")])
+    v = Verdict("t", "team")
+    check_weights(*describe_model(fs, "/workspace/weights"), "/workspace/weights", v)
+    assert v.rows[0].status == "pass", v.rows[0].detail
+    assert "2d" in v.rows[0].detail and "3d_fullres" in v.rows[0].detail
 
 
 def test_weights_row_judges_the_images_own_fold_and_checkpoint_choice():

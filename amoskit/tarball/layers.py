@@ -11,6 +11,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from amosseg import model_choice
 from amoskit.tarball.secret_scan import secrets_in
 from amoskit.tarball.stream import CHUNK, TarballError
 
@@ -27,7 +28,8 @@ class Entry:
     text: bytes | None = None   # kept for small files we read later (dataset.json)
 
 
-KEEP_TEXT = {"dataset.json", "plans.json", "model.json"}   # read later (weights check)
+# read later by the weights check (amosseg.model_choice: what runs, as the engine reads it)
+KEEP_TEXT = {"dataset.json", "plans.json", "model.json", model_choice.CHOICE_FILE, model_choice.INFO_FILE}
 
 
 def norm(path: str) -> str:
