@@ -125,7 +125,7 @@ def test_runtime_context_takes_only_what_dockerignore_lets_in(tmp_path):
         members = {m.name: m for m in tar.getmembers()}
     assert set(members) == {"docker/Dockerfile.runtime", "weights/dataset.json", "weights/plans.json",
                             "weights/fold_0/checkpoint_final.pth", "inference/run_inference.py",
-                            "inference/amosseg/__init__.py"}
+                            "inference/amosseg/__init__.py", "trainers/README.md"}
     assert all(m.uid == 0 and m.gid == 0 for m in members.values())
     assert members["inference/run_inference.py"].mode == 0o755  # readable by any uid
     assert members["weights/plans.json"].mode == 0o644
@@ -199,7 +199,12 @@ def test_model_choice_is_checked_before_the_build_and_baked_into_the_image(tmp_p
     code = tmp_path / "code"
     code.mkdir()
     (code / "run_inference.py").write_text("print()")
-    ctx = build_context.runtime_context(tmp_path, m, code, folds="0", checkpoint="checkpoint_best.pth")
-    assert ctx.buildargs == {"FOLDS": "0", "CHECKPOINT": "checkpoint_best.pth"}
+    trainer = tmp_path / "my_trainer.py"
+    trainer.write_text("class MyTrainer: pass\n")
+    ctx = build_context.runtime_context(tmp_path, m, code, folds="0", checkpoint="checkpoint_best.pth",
+                                        engine="nnunet", trainer_files=[trainer])
+    assert ctx.buildargs == {"FOLDS": "0", "CHECKPOINT": "checkpoint_best.pth", "ENGINE": "nnunet"}
+    with tarfile.open(ctx.tar_path) as tar:
+        assert {"trainers/my_trainer.py", "trainers/README.md"} <= set(tar.getnames())
     runtime = (REPO / "docker" / "Dockerfile.runtime").read_text()
-    assert "ENV FOLDS=${FOLDS}" in runtime and "CHECKPOINT=${CHECKPOINT}" in runtime
+    assert "ENV FOLDS=${FOLDS}" in runtime and "CHECKPOINT=${CHECKPOINT}" in runtime and "ENGINE=${ENGINE}" in runtime
