@@ -77,3 +77,20 @@ def test_run_metrics_round_trip_and_tolerance(tmp_path):
     odd = run_metrics.RunRecord.from_dict({"future_key": 1, "cases": [{"name": "c", "extra": True}, "junk"]})
     assert odd.batch_size == 0 and odd.cases[0].name == "c" and odd.cases[0].ok and odd.cases[1].name == ""
     assert run_metrics.RunRecord.from_dict({"cases": None}).cases == []
+
+
+def test_help_lists_folders_and_every_variable_and_exits_0():
+    """`python run_inference.py --help` prints what the engine reads instead of starting a run."""
+    import subprocess
+    import sys
+    from amosseg.settings import VARIABLES
+    script = Path(__file__).resolve().parents[1] / "inference" / "run_inference.py"
+    p = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stderr == ""
+    assert "/workspace/input -> /workspace/output" in p.stdout
+    assert all(f"  {name} " in p.stdout for name in VARIABLES)
+    p = subprocess.run([sys.executable, str(script), "/input"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().splitlines() == [
+        "error: run_inference.py takes no arguments (got /input); settings come from the environment: "
+        "python run_inference.py --help"]

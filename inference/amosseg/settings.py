@@ -32,6 +32,20 @@ VARIABLES = {
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
+def usage() -> str:
+    """What `python run_inference.py --help` prints: the folders it reads and writes, every variable."""
+    from .folders import CANDIDATES
+    pairs = ", ".join(f"{i} -> {o}" for i, o in CANDIDATES)
+    width = max(map(len, VARIABLES))
+    lines = ["usage: python run_inference.py   (no arguments: the organisers' command)", "",
+             "Segments every *.nii.gz in the input folder into a same-named uint8 label map in the output folder.",
+             f"Folders: the first input holding a *.nii.gz of {pairs}; INPUT_DIR / OUTPUT_DIR override.", "",
+             "Environment variables (empty = unset):"]
+    lines += [f"  {name.ljust(width)}  {text}" for name, text in VARIABLES.items()]
+    lines += ["", "Exit status: 0 every case written, 1 some failed (each named in one line), 2 nothing could start."]
+    return "\n".join(lines)
+
+
 class SettingsError(ValueError):
     """A variable holds a value the engine cannot use: the message names it and the fix."""
 
