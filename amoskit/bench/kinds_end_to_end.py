@@ -7,13 +7,14 @@ prints one row: the engine make build chose, each step's exit status and seconds
 verdict and the image size. Extra arguments go to every make call (offline builds:
 TORCH_VERSION=... TORCH_INDEX_URL= WHEELHOUSE=... BASE_IMAGE=...).
 
-    python -m amoskit.bench.kinds_end_to_end [--kind 2d ...] [MAKEVAR=value ...]
+    python -m amoskit.bench.kinds_end_to_end [--kind 2d ...] [--cases 1] [MAKEVAR=value ...]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -48,6 +49,18 @@ def _make(target: str, variables: list[str], log: Path) -> tuple[int, float, str
         proc = subprocess.run(["make", "--no-print-directory", target, *variables], cwd=REPO, stdout=fh,
                               stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"}, timeout=3600)
     return proc.returncode, time.perf_counter() - t0, log.read_text(errors="replace")
+
+
+def first_cases(zoo: dict, tmp: Path, n: int) -> dict:
+    """The zoo with only its first n inputs (and their labels), copied into tmp."""
+    inputs, labels = tmp / "inputs", tmp / "labels"
+    for d in (inputs, labels):
+        d.mkdir(parents=True, exist_ok=True)
+    for case in sorted(Path(zoo["inputs"]).glob("*.nii.gz"))[:n]:
+        shutil.copy(case, inputs / case.name)
+        if (Path(zoo["inputs_labels"]) / case.name).is_file():
+            shutil.copy(Path(zoo["inputs_labels"]) / case.name, labels / case.name)
+    return {**zoo, "inputs": str(inputs), "inputs_labels": str(labels)}
 
 
 def one_kind(zoo: dict, kind: str, tmp: Path, extra: list[str]) -> Row:
@@ -98,12 +111,15 @@ def table(rows: list[Row]) -> Table:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kind", action="append", choices=(*nnunet_kinds.KINDS, FALLBACK))
+    p.add_argument("--cases", type=int, default=0, help="only the zoo's first N inputs (0: all)")
     p.add_argument("make_vars", nargs="*", help="VAR=value passed to every make call")
     a = p.parse_args(argv)
     zoo = nnunet_kinds.load_zoo()
     console = Console(width=200) if not Console().is_terminal else Console()
     rows = []
     with tempfile.TemporaryDirectory(prefix="amos-e2e-") as tmp:
+        if a.cases:
+            zoo = first_cases(zoo, Path(tmp) / "first", a.cases)
         for kind in a.kind or (*nnunet_kinds.KINDS, FALLBACK):
             console.print(f"[bold]{kind}[/] ...")
             rows.append(one_kind(zoo, kind, Path(tmp), a.make_vars))
