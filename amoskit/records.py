@@ -21,8 +21,8 @@ class PackageManifest:
     sha256: str
     compressed_bytes: int
     uncompressed_bytes: int
-    image_id: str
-    config_digest: str
+    image_id: str                 # what the engine calls it (config digest, or on the
+    config_digest: str            # containerd store the tag's target); config: measured
     layer_diff_ids: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     all_local_tags: list[str] = field(default_factory=list)
@@ -37,6 +37,9 @@ class PackageManifest:
     packaged_at: str = ""
     compressor: str = ""
     seconds: float = 0.0
+    target_digest: str = ""       # index.json's descriptor for the tag ('' in a classic save)
+    saved_layout: str = ""        # classic or oci, as docker save wrote it
+    engine: str = ""              # "Docker 26.1.5, containerd image store (overlayfs)"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

@@ -311,3 +311,89 @@ def test_altered_file_is_neither_loaded_nor_run(tmp_path):
 
 def row_of(data: dict, check: str) -> dict:
     return next(r for r in data["rows"] if r["check"] == check)
+
+
+# --------------------------------------------------------------------------- save stream facts
+def _tar_of(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _saved_members(layout: str):
+    layer = _tar_of({"etc/x": b"x" * 5000})
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [_sha(layer)]}}).encode()
+    cfg = _sha(config)[7:]
+    if layout == "classic":
+        return {f"{cfg}.json": config, "abc/layer.tar": layer,
+                "manifest.json": json.dumps([{"Config": f"{cfg}.json", "RepoTags": ["team:latest"],
+                                              "Layers": ["abc/layer.tar"]}]).encode()}, cfg, layer
+    manifest = json.dumps({"config": {"digest": "sha256:" + cfg},
+                           "layers": [{"digest": _sha(layer)}]}).encode()
+    index = json.dumps({"manifests": [
+        {"digest": _sha(manifest), "annotations": {"io.containerd.image.name":
+                                                   "docker.io/library/team:latest"}}]}).encode()
+    return {f"blobs/sha256/{cfg}": config, f"blobs/sha256/{_sha(layer)[7:]}": layer,
+            f"blobs/sha256/{_sha(manifest)[7:]}": manifest, "index.json": index,
+            "oci-layout": b"{}",
+            "manifest.json": json.dumps([{"Config": f"blobs/sha256/{cfg}",
+                                          "RepoTags": ["team:latest"],
+                                          "Layers": [f"blobs/sha256/{_sha(layer)[7:]}"]}]).encode()
+            }, cfg, manifest
+
+
+@pytest.mark.parametrize("layout", ["classic", "oci"])
+def test_save_stream_measures_config_and_target_and_passes_every_byte_on(layout):
+    """make package records the config digest it measured in the stream it wrote (under the
+    containerd store the engine's Id is the manifest digest), and writes the stream unchanged."""
+    from amoskit.tarball.save_stream import read_save_stream
+    members, cfg, manifest = _saved_members(layout)
+    blob = _tar_of(members)
+    written = bytearray()
+    chunks = (blob[i:i + 777] for i in range(0, len(blob), 777))
+    saved = read_save_stream(chunks, written.extend, "team:latest")
+    assert bytes(written) == blob
+    assert saved.layout == layout and not saved.problems
+    assert saved.config_digest == "sha256:" + cfg
+    assert saved.layer_diff_ids == json.loads(members[[k for k in members if cfg in k][0]])[
+        "rootfs"]["diff_ids"]
+    assert saved.target_digest == (_sha(manifest) if layout == "oci" else "")
+
+
+def test_save_stream_reports_a_config_that_does_not_match_its_name():
+    from amoskit.tarball.save_stream import read_save_stream
+    members, cfg, _ = _saved_members("classic")
+    members[f"{cfg}.json"] += b" "
+    saved = read_save_stream(iter([_tar_of(members)]), lambda b: None, "team:latest")
+    assert saved.problems and "not its name" in saved.problems[0]
+
+
+def test_pick_platform_skips_attestations_and_absent_blobs():
+    from amoskit.tarball.layout import pick_platform
+    descs = [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}},
+             {"digest": "sha256:att", "platform": {"os": "unknown", "architecture": "unknown"}},
+             {"digest": "sha256:gone", "platform": {"os": "linux", "architecture": "amd64"}},
+             {"digest": "sha256:amd", "platform": {"os": "linux", "architecture": "amd64"}}]
+    assert pick_platform(descs, lambda d: d["digest"] != "sha256:gone")["digest"] == "sha256:amd"
+    assert pick_platform(descs[:2], lambda d: True) is None
+
+
+def test_image_store_and_expected_id():
+    from amoskit.daemon import store
+    info26 = {"ServerVersion": "26.1.5", "Driver": "overlayfs",
+              "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]]}
+    info20 = {"ServerVersion": "20.10.24", "Driver": "overlay2",
+              "DriverStatus": [["Backing Filesystem", "extfs"], ["Supports d_type", "true"]]}
+    assert store.image_store(info26) == "containerd" and store.image_store(info20) == "classic"
+    assert store.describe(info26) == "Docker 26.1.5, containerd image store (overlayfs)"
+    assert store.expected_id("classic", "sha256:cfg", "sha256:man") == "sha256:cfg"
+    assert store.expected_id("containerd", "sha256:cfg", "sha256:man") == "sha256:man"

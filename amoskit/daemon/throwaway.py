@@ -97,12 +97,27 @@ def inherited_config(path: str = "/etc/docker/daemon.json") -> dict:
     return {k: v for k, v in host.items() if k in INHERITED_KEYS}
 
 
+HIDE_SYSTEM_CONTAINERD = ('if [ -d /run/containerd ]; then mount -t tmpfs -o size=1m,mode=0711 '
+                          'amoskit-hidden /run/containerd || exit 97; fi; exec "$@"')
+
+
+def daemon_config(store: str) -> dict:
+    """daemon.json: the host's runtime settings, and the image store asked for (the feature flag
+    exists from Docker 24; older engines ignore it and use the classic store)."""
+    return {**inherited_config(),
+            "features": {"containerd-snapshotter": store == "containerd"}}
+
+
 class ThrowawayDaemon:
     """Context manager: `with ThrowawayDaemon() as d: docker.DockerClient(base_url=d.url)`."""
 
-    def __init__(self, parent: str | None = None, start_timeout: float = 60.0):
+    def __init__(self, parent: str | None = None, start_timeout: float = 60.0,
+                 store: str = "classic"):
         self.parent = parent
         self.start_timeout = start_timeout
+        self.store = store                  # "classic" or "containerd" (amoskit.daemon.store)
+        self.isolation = ("own containerd (the system one hidden), own network and mount "
+                          "namespaces")
         self.root: Path | None = None
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
@@ -127,19 +142,23 @@ class ThrowawayDaemon:
             (self.root / sub).mkdir()
         self.log_path = self.root / "dockerd.log"
         config = self.root / "daemon.json"
-        config.write_text(json.dumps(inherited_config()))
+        config.write_text(json.dumps(daemon_config(self.store)))
         # its own network namespace: with --bridge=none dockerd deletes any interface named
-        # docker0 it can see, which would break the host's shared daemon
-        cmd = ["unshare", "--net", "--", "dockerd", "--config-file", str(config),
+        # docker0 it can see, which would break the host's shared daemon. Its own mount
+        # namespace with /run/containerd hidden: dockerd then starts and stops a containerd of
+        # its own under exec-root instead of storing images in the system one (shared with the
+        # host, layers already there not re-read); its mounts vanish with it.
+        cmd = ["unshare", "--net", "--mount", "--propagation", "slave", "--",
+               "sh", "-c", HIDE_SYSTEM_CONTAINERD, "sh", "dockerd", "--config-file", str(config),
                "--data-root", str(self.root / "data"),
                "--exec-root", str(self.root / "exec"), "--pidfile", str(self.root / "dockerd.pid"),
                "-H", self.url, "--bridge=none", "--iptables=false", "--ip-masq=false",
                "--userland-proxy=false"]
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=_die_with_parent)
         try:  # until it answers, nobody else holds it: any way out of here must stop it
+            with open(self.log_path, "wb") as log:
+                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                             stdin=subprocess.DEVNULL, start_new_session=True,
+                                             preexec_fn=_die_with_parent)
             self._wait_until_up()
         except BaseException:
             self.stop()

@@ -25,6 +25,7 @@ class Image:
     layer_paths: list[str]
     layers: list[Member]
     problems: list[tuple[str, str]] = field(default_factory=list)   # (check, reason)
+    target_digest: str = ""              # index.json's descriptor for the first tag (OCI)
 
 
 def _member(scan: Scan, name: str, hops: int = 0) -> Member | None:
@@ -44,6 +45,26 @@ def _json(scan: Scan, name: str) -> dict | list:
         return json.loads(m.data)
     except ValueError as exc:
         raise TarballError("layout", f"{name} is not valid JSON ({exc})") from None
+
+
+def _blob(desc: dict) -> str:
+    return "blobs/" + desc.get("digest", "").replace(":", "/")
+
+
+def pick_platform(manifests: list[dict], present) -> dict | None:
+    """From an index's descriptors, the linux/amd64 image whose blob is in the file (an index
+    lists every platform and BuildKit attestations, `unknown/unknown`, whose blobs may be absent);
+    without platforms, the first present one that is not an attestation."""
+    def plat(d):
+        p = d.get("platform") or {}
+        return p.get("os", ""), p.get("architecture", "")
+    candidates = [d for d in manifests if present(d) and plat(d) != ("unknown", "unknown")
+                  and (d.get("annotations") or {}).get("vnd.docker.reference.type")
+                  != "attestation-manifest"]
+    for d in candidates:
+        if plat(d) == ("linux", "amd64"):
+            return d
+    return next((d for d in candidates if plat(d) == ("", "")), None)
 
 
 def normalise_tag(ref: str) -> str:
@@ -72,9 +93,10 @@ def resolve_image(scan: Scan) -> Image:
             blob = "blobs/" + digest.replace(":", "/")
             if oci_manifest is None and _member(scan, blob) is not None:
                 oci_manifest = _json(scan, blob)
-                if oci_manifest.get("manifests"):        # a nested index: take its first image
-                    sub = oci_manifest["manifests"][0]["digest"]
-                    oci_manifest = _json(scan, "blobs/" + sub.replace(":", "/"))
+                if oci_manifest.get("manifests"):        # a nested index: the server's platform
+                    sub = pick_platform(oci_manifest["manifests"],
+                                        lambda d: _member(scan, _blob(d)) is not None)
+                    oci_manifest = _json(scan, _blob(sub)) if sub else None
         # every blob must match its content address
         for name, m in scan.members.items():
             if name.startswith("blobs/sha256/") and m.kind == "file":
@@ -125,4 +147,8 @@ def resolve_image(scan: Scan) -> Image:
             problems.append(("layer digest", f"layer {i + 1} ({m.name}) hashes to "
                                              f"{m.diff_id[:19]}..., config expects "
                                              f"{want[:19]}...: the layer was altered"))
-    return Image(layout, tags, expected, config, layer_paths, layers, problems)
+    target = ""
+    if "index.json" in scan.members and tags:
+        from amoskit.tarball.save_stream import tag_target
+        target = tag_target(_json(scan, "index.json"), tags[0])
+    return Image(layout, tags, expected, config, layer_paths, layers, problems, target)

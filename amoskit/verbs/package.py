@@ -27,9 +27,10 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
 from rich.table import Table
 
 from amoskit import contract
-from amoskit.daemon import interrupts
+from amoskit.daemon import interrupts, store
 from amoskit.records import PackageManifest, sha256_line
 from amoskit.tarball import compress
+from amoskit.tarball.save_stream import SavedImage, read_save_stream
 
 from amoskit import REPO
 EMAIL_COMFORT_GB = 4.0
@@ -89,7 +90,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 def save_compressed(client, ref: str, tmp: Path, level: int | None, threads: int | None,
                     engine: str, total_hint: int, quiet: bool) -> dict:
-    """Stream `docker save ref` through the compressor into tmp; return counts and hash."""
+    """Stream `docker save ref` through the compressor into tmp; return counts, hash and what
+    the stream says about its image (SavedImage)."""
     columns = (TextColumn("[bold]save + gzip"), BarColumn(), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn(),
                TextColumn("-> {task.fields[out]}"))
@@ -103,10 +105,13 @@ def save_compressed(client, ref: str, tmp: Path, level: int | None, threads: int
         res = client.api._get(client.api._url("/images/{0}/get", ref), stream=True)
         try:
             client.api._raise_for_status(res)
-            for chunk in res.iter_content(compress.CHUNK, decode_unicode=False):
+
+            def write(chunk: bytes) -> None:
                 sink.write(chunk)
                 progress.update(task, advance=len(chunk),
                                 out=f"{sink.out_bytes / 1e6:,.0f} MB gz")
+            saved = read_save_stream(res.iter_content(compress.CHUNK, decode_unicode=False),
+                                     write, ref)
             sink.close()
             out.flush()
             os.fsync(out.fileno())
@@ -119,15 +124,29 @@ def save_compressed(client, ref: str, tmp: Path, level: int | None, threads: int
                         out=f"{sink.out_bytes / 1e6:,.0f} MB gz")
     return {"uncompressed_bytes": sink.in_bytes, "compressed_bytes": sink.out_bytes,
             "sha256": sink.hexdigest(), "seconds": time.monotonic() - start,
-            "compressor": " ".join(sink.cmd)}
+            "compressor": " ".join(sink.cmd), "saved": saved}
+
+
+def measured_facts(attrs: dict, saved: SavedImage, engine: str) -> dict:
+    """Digests measured in the saved stream, checked against what the engine says: a config
+    digest that cannot be measured, or layers that disagree, stop the package."""
+    if saved.problems or not saved.config_digest:
+        raise PackageError(f"docker save wrote a file whose image cannot be read: "
+                           f"{'; '.join(saved.problems) or 'no config found'}")
+    engine_layers = list((attrs.get("RootFS") or {}).get("Layers") or [])
+    if engine_layers != saved.layer_diff_ids:
+        raise PackageError(f"docker save wrote {len(saved.layer_diff_ids)} layers that are not "
+                           f"the image's {len(engine_layers)} (RootFS.Layers): re-run make package")
+    return {"config_digest": saved.config_digest, "layer_diff_ids": saved.layer_diff_ids,
+            "target_digest": saved.target_digest, "saved_layout": saved.layout,
+            "engine": engine}
 
 
 def image_facts(image, ref: str) -> dict:
+    """What the engine says about the image (its Id is the store's name for it)."""
     attrs = image.attrs
     labels = (attrs.get("Config") or {}).get("Labels") or {}
-    return {"image_id": attrs["Id"], "config_digest": attrs["Id"],
-            "layer_diff_ids": list((attrs.get("RootFS") or {}).get("Layers") or []),
-            "tags": [ref], "all_local_tags": list(attrs.get("RepoTags") or []),
+    return {"image_id": attrs["Id"], "tags": [ref], "all_local_tags": list(attrs.get("RepoTags") or []),
             "image_created": labels.get("org.opencontainers.image.created") or attrs.get("Created"),
             "image_revision": labels.get("org.opencontainers.image.revision"),
             "image_version": labels.get("org.opencontainers.image.version"),
@@ -140,7 +159,8 @@ def summary_table(paths: contract.SubmissionFiles, facts: dict, res: dict) -> Ta
     t.add_column("item")
     t.add_column("value", overflow="fold")
     gb = res["compressed_bytes"] / 1e9
-    t.add_row("image", f"{facts['tags'][0]}  {facts['image_id'][:19]}")
+    t.add_row("image", f"{facts['tags'][0]}  config {facts['config_digest'][:19]}")
+    t.add_row("engine", facts["engine"])
     t.add_row("uncompressed", f"{res['uncompressed_bytes'] / 1e6:,.1f} MB")
     t.add_row("compressed", f"{res['compressed_bytes'] / 1e6:,.1f} MB")
     t.add_row("ratio", f"{res['compressed_bytes'] / max(res['uncompressed_bytes'], 1):.3f}")
@@ -181,6 +201,7 @@ def package(team: str, task: str, dist: Path, level: int | None, threads: int | 
         if level is None:
             level = compress.default_level(compress.pick_engine(engine), size)
         res = save_compressed(client, ref, tmp, level, threads, engine, size, quiet)
+        facts.update(measured_facts(image.attrs, res["saved"], store.describe(client.info())))
         manifest = PackageManifest(
             file=paths.tarball.name, teamname=team, task=task,
             sha256=res["sha256"], compressed_bytes=res["compressed_bytes"],

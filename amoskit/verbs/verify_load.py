@@ -33,7 +33,8 @@ from amoskit.verify.report import INTEGRITY, LOAD, OUTPUTS, RUN, Verdict
 
 
 def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Path | None,
-           daemon_mode: str, offline: bool, timeout: float) -> Verdict:
+           daemon_mode: str, offline: bool, timeout: float,
+           image_store: str = "auto") -> Verdict:
     """All six steps; each stops the ones after it where the file or the image cannot be used."""
     files = contract.SubmissionFiles.of(tarball, team, task)
     v = Verdict(str(tarball), team)
@@ -53,7 +54,7 @@ def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Pa
     samples = runs.check_samples(samples, v)
     work = runs.fresh_dir(files.report_dir)
     with ExitStack() as stack:
-        loaded = load.load_image(tarball, team, img, daemon_mode, v, stack)
+        loaded = load.load_image(tarball, team, img, daemon_mode, v, stack, image_store)
         if loaded is not None and samples is not None and runs.check_docker_cli(v):
             client, cli_env = loaded
             done = runs.run_checks(team, samples, client, cli_env, work, timeout, v)
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=Path, default=Path("samples/labels"))
     ap.add_argument("--daemon", choices=("auto", "throwaway", "shared"), default="auto",
                     help="where to docker load: a throwaway dockerd (auto: when possible)")
+    ap.add_argument("--store", choices=("auto", "classic", "containerd"), default="auto",
+                    help="image store of the throwaway dockerd (auto: the same as your engine's; "
+                         "containerd needs Docker 24+)")
     ap.add_argument("--offline", action="store_true", help="steps 1-2 only (no Docker)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per container run")
     args = ap.parse_args(argv)
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.interrupt_on_termination()  # any stop removes the throwaway daemon and its root
     try:
         v = verify(args.tarball, args.teamname, args.task, args.samples, labels, args.daemon,
-                   args.offline, args.timeout)
+                   args.offline, args.timeout, args.store)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -12,21 +12,38 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from amoskit.daemon import store
 from amoskit.tarball.layout import Image
 from amoskit.verify.progress import bytes_progress
 from amoskit.verify.report import LOAD, Verdict
 
 
-def check_daemon(daemon_mode: str, stack: ExitStack, v: Verdict):
-    """A Docker client to load into: (client, cli_env), or None when there is none."""
+def host_store() -> str:
+    """The image store of the user's own engine (classic when it cannot be asked)."""
+    from amoskit.daemon import connect
+    client, _ = connect.try_connect(timeout=10)
+    if client is None:
+        return store.CLASSIC
+    try:
+        return store.image_store(client.info())
+    finally:
+        client.close()
+
+
+def check_daemon(daemon_mode: str, stack: ExitStack, v: Verdict, image_store: str = "auto"):
+    """A Docker client to load into: (client, cli_env), or None when there is none. The
+    throwaway daemon uses image_store (auto: the same store as the user's engine)."""
     import docker
     from amoskit.daemon import throwaway
     if daemon_mode in ("auto", "throwaway"):
         try:
-            d = stack.enter_context(throwaway.ThrowawayDaemon())
-            v.add(LOAD, "daemon", "pass", f"throwaway dockerd (empty data root {d.root}), like "
-                                          f"the organisers' server")
-            return docker.DockerClient(base_url=d.url, timeout=3600), d.env()
+            kind = host_store() if image_store == "auto" else image_store
+            d = stack.enter_context(throwaway.ThrowawayDaemon(store=kind))
+            client = docker.DockerClient(base_url=d.url, timeout=3600)
+            v.add(LOAD, "daemon", "pass", f"throwaway dockerd: {store.describe(client.info())}, "
+                                          f"{d.isolation}, empty data root {d.root}, like the "
+                                          f"organisers' server")
+            return client, d.env()
         except throwaway.DaemonUnavailable as exc:
             if daemon_mode == "throwaway":
                 v.add(LOAD, "daemon", "fail", f"throwaway dockerd could not start: {exc}")
@@ -40,9 +57,13 @@ def check_daemon(daemon_mode: str, stack: ExitStack, v: Verdict):
         v.add(LOAD, "docker load", "fail", reason)
         return None
     if daemon_mode == "shared":
-        v.add(LOAD, "daemon", "warn", "load NOT clean: shared engine chosen (--daemon shared); "
-                                      "layers that already exist are not re-checked by Docker")
+        v.add(LOAD, "daemon", "warn", f"load NOT clean: shared engine chosen (--daemon shared, "
+                                      f"{store.describe(client.info())}); layers that already "
+                                      f"exist are not re-checked by Docker")
     return client, dict(os.environ)
+
+
+UNPACK_ERROR = "Error unpacking image"
 
 
 def check_docker_load(client, tarball: Path, v: Verdict) -> bool:
@@ -64,8 +85,12 @@ def check_docker_load(client, tarball: Path, v: Verdict) -> bool:
             for msg in client.api.load_image(chunks()):
                 if isinstance(msg, dict) and msg.get("error"):
                     raise RuntimeError(msg["error"])
-                messages.append((msg or {}).get("stream", "").strip() if isinstance(msg, dict)
-                                else str(msg))
+                line = ((msg or {}).get("stream", "") if isinstance(msg, dict) else str(msg))
+                if UNPACK_ERROR in line:
+                    # containerd store, Docker 27.2+: a layer that does not unpack (wrong diff
+                    # id) is only a stream line and the load "succeeds"
+                    raise RuntimeError(line.strip())
+                messages.append(line.strip())
     except Exception as exc:  # noqa: BLE001 - any engine error is the verdict
         v.add(LOAD, "docker load", "fail", f"docker load failed: "
                                            f"{str(exc).splitlines()[0][:300]}")
@@ -86,20 +111,30 @@ def check_tag_resolves(client, team: str, img: Image, v: Verdict) -> bool:
         v.add(LOAD, "tag resolves", "fail", f"after loading, {ref} does not resolve: the file "
                                             f"has no such tag")
         return False
+    kind = store.image_store(client.info())
+    want = store.expected_id(kind, img.config_digest, img.target_digest)
     layers = (got.attrs.get("RootFS") or {}).get("Layers") or []
-    if got.id == img.config_digest and layers == [m.diff_id for m in img.layers]:
-        v.add(LOAD, "tag resolves", "pass", f"{ref} -> {got.id[:19]}..., {len(layers)} layers "
-                                            f"as packaged")
-        return True
-    v.add(LOAD, "tag resolves", "fail", f"{ref} -> {got.id[:19]}..., expected "
-                                        f"{img.config_digest[:19]}... with the packaged layers")
-    return False
+    if layers != [m.diff_id for m in img.layers]:
+        v.add(LOAD, "tag resolves", "fail", f"{ref} -> {got.id[:19]}..., whose {len(layers)} "
+                                            f"layers are not the {len(img.layers)} packaged ones")
+        return False
+    if want and got.id != want:
+        what = "config digest" if kind == store.CLASSIC else "manifest digest in index.json"
+        v.add(LOAD, "tag resolves", "fail", f"{ref} -> {got.id[:19]}..., expected the file's "
+                                            f"{what} {want[:19]}... ({kind} image store)")
+        return False
+    how = (f"the file's {'config' if kind == store.CLASSIC else 'manifest'} digest"
+           if want else "the containerd store's own manifest for a classic-layout file; "
+                        "layers compared")
+    v.add(LOAD, "tag resolves", "pass", f"{ref} -> {got.id[:19]}... ({how}), {len(layers)} "
+                                        f"layers as packaged")
+    return True
 
 
 def load_image(tarball: Path, team: str, img: Image, daemon_mode: str, v: Verdict,
-               stack: ExitStack):
+               stack: ExitStack, image_store: str = "auto"):
     """Step 3: (client, cli_env) for step 4, or None when the image is not usable there."""
-    daemon = check_daemon(daemon_mode, stack, v)
+    daemon = check_daemon(daemon_mode, stack, v, image_store)
     if daemon is None:
         return None
     client, _ = daemon
