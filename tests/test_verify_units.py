@@ -397,3 +397,69 @@ def test_image_store_and_expected_id():
     assert store.describe(info26) == "Docker 26.1.5, containerd image store (overlayfs)"
     assert store.expected_id("classic", "sha256:cfg", "sha256:man") == "sha256:cfg"
     assert store.expected_id("containerd", "sha256:cfg", "sha256:man") == "sha256:man"
+
+
+# --------------------------------------------------------------------------- any team's image
+def test_a_foreign_weights_format_is_information_only_without_our_engine():
+    """The organisers prescribe no weights format: a hand-built image with its own kind of
+    weights was failed ("missing dataset.json, plans.json ...") although it may run fine."""
+    from amoskit.verify.image_checks import runs_our_engine
+    fs = {"/workspace/weights/model.onnx": Entry("file", 10),
+          "/workspace/run_inference.py": Entry("file", 10)}
+    assert not runs_our_engine(fs, "/workspace")
+    v = Verdict("t", "team")
+    check_weights(*describe_model(fs, "/workspace/weights"), "/workspace/weights", v,
+                  ours=runs_our_engine(fs, "/workspace"))
+    fs["/workspace/amosseg/runner.py"] = Entry("file", 10)
+    check_weights(*describe_model(fs, "/workspace/weights"), "/workspace/weights", v,
+                  ours=runs_our_engine(fs, "/workspace"))
+    assert [r.status for r in v.rows] == ["info", "fail"], [r.detail for r in v.rows]
+    assert "prescribe no weights format" in v.rows[0].detail
+
+
+TORCH_VERSION_PY = """from typing import Optional
+
+__all__ = ['__version__', 'debug', 'cuda', 'git_version', 'hip']
+__version__ = '{ver}'
+debug = False
+cuda: Optional[str] = {cuda}
+git_version = 'cf30153c4c131c8164ee7798e5022d810682e2cb'
+hip: Optional[str] = None
+"""
+
+
+@pytest.mark.parametrize("ver,cuda,status,needs", [
+    ("2.7.1+cu118", "'11.8'", "pass", "450.80.02"),
+    ("2.9.0+cu130", "'13.0'", "warn", "580.65.06"),
+    ("2.8.0+cu126", "'12.6'", "warn", "525.60.13"),
+    ("2.13.0+cpu", "None", "warn", "CPU-only")])
+def test_torch_cuda_build_and_driver_read_from_the_layers(ver, cuda, status, needs):
+    """The torch inside any image, read from its torch/version.py as the layer streams past: a
+    CUDA 13 build needs driver >= 580 (a team would learn that only on the server)."""
+    from amoskit.verify.image_checks import check_torch_cuda
+    layer = io.BytesIO()
+    data = TORCH_VERSION_PY.format(ver=ver, cuda=cuda).encode()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        info = tarfile.TarInfo("opt/venv/lib/python3.11/site-packages/torch/version.py")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    layer.seek(0)
+    fs = merge_layers([scan_layer_tar(layer, "layer")])
+    v = Verdict("t", "team")
+    check_torch_cuda(fs, v)
+    assert (v.rows[0].check, v.rows[0].status) == ("torch / CUDA", status), v.rows[0].detail
+    assert needs in v.rows[0].detail and ver in v.rows[0].detail
+    v = Verdict("t", "team")
+    check_torch_cuda({}, v)
+    assert v.rows[0].status == "info"
+
+
+def test_peak_memory_says_when_the_host_caps_the_check(monkeypatch):
+    from amoskit.verify import measures
+    r = orun.RunResult.__new__(orun.RunResult)
+    r.peak_memory_bytes, r.metrics = 5 << 30, None
+    for host, capped in ((16 << 30, True), (64 << 30, False)):
+        monkeypatch.setattr(measures, "host_memory_bytes", lambda h=host: h)
+        v = Verdict("t", "team")
+        measures.check_peak_memory(r, v)
+        assert ("capped by the host" in v.rows[0].detail) is capped, v.rows[0].detail

@@ -30,6 +30,8 @@ class Entry:
 
 # read later by the weights check (amosseg.model_choice: what runs, as the engine reads it)
 KEEP_TEXT = {"dataset.json", "plans.json", "model.json", model_choice.CHOICE_FILE, model_choice.INFO_FILE}
+# read by the torch/CUDA check (which NVIDIA driver the image's torch needs)
+KEEP_TEXT_SUFFIX = "/torch/version.py"
 
 
 def norm(path: str) -> str:
@@ -52,7 +54,8 @@ def scan_layer_tar(fileobj, where: str) -> dict[str, Entry]:
                     if m.size <= SCAN_FILE_LIMIT:
                         data = tar.extractfile(m).read()
                         e.secrets = secrets_in(path, data)
-                        if posixpath.basename(path) in KEEP_TEXT:
+                        if posixpath.basename(path) in KEEP_TEXT or \
+                                path.endswith(KEEP_TEXT_SUFFIX):
                             e.text = data
                 elif m.isdir():
                     e = Entry("dir")

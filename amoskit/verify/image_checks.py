@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 from dataclasses import dataclass, field
 
 from amosseg import model_choice, model_folder
 from amosseg.settings import parse_folds
 
 from amoskit import contract
-from amoskit.tarball.layers import Entry, fs_kind, merge_layers, resolve_path
+from amoskit.image.report import min_driver
+from amoskit.tarball.layers import KEEP_TEXT_SUFFIX, Entry, fs_kind, merge_layers, resolve_path
 from amoskit.tarball.layout import Image
 from amoskit.verify.report import CONTENTS, Verdict
 
@@ -144,13 +146,68 @@ def describe_model(fs: FS, model_dir: str, checkpoint: str = "", folds: str = ""
     return choice, sum(e.size for e in files.values())
 
 
-def check_weights(choice: model_choice.Choice, model_bytes: int, model_dir: str, v: Verdict) -> None:
-    """As the engine will load it, with the image's own FOLDS / CHECKPOINT (its ENV)."""
+def runs_our_engine(fs: FS, workdir: str) -> bool:
+    """Built by make build: our engine beside run_inference.py. Other teams' images read their
+    weights their own way, and the organisers prescribe no format."""
+    return fs_kind(fs, posixpath.join(workdir, "amosseg", "runner.py")) in ("file", "hardlink")
+
+
+def check_weights(choice: model_choice.Choice, model_bytes: int, model_dir: str, v: Verdict,
+                  ours: bool = True) -> None:
+    """As the engine will load it, with the image's own FOLDS / CHECKPOINT (its ENV). In an
+    image without our engine, a folder we cannot read is information, not a failure."""
     if choice.ok:
         v.add(CONTENTS, "weights", "pass", f"{model_dir}: {choice.summary()}, "
                                            f"{model_bytes / 1e6:,.1f} MB", model_dir=model_dir)
-    else:
+    elif ours:
         v.add(CONTENTS, "weights", "fail", f"{model_dir}: {choice.problem}")
+    else:
+        v.add(CONTENTS, "weights", "info", f"{model_dir}: not a model folder verify-load reads "
+                                           f"({choice.problem.split(':')[0]}); this image does not "
+                                           f"run our engine and the organisers prescribe no weights "
+                                           f"format: the runs below are the test")
+
+
+TORCH_VERSION_RE = re.compile(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", re.M)
+TORCH_CUDA_RE = re.compile(r"^cuda\s*(?::[^=]*)?=\s*(?:['\"]([^'\"]+)['\"]|None)", re.M)
+
+
+def torch_builds(fs: FS) -> list[tuple[str, str, str | None]]:
+    """(path, torch version, CUDA version or None) of every torch in the merged filesystem,
+    from its torch/version.py (kept while the layers streamed past)."""
+    out = []
+    for path, e in sorted(fs.items()):
+        if path.endswith(KEEP_TEXT_SUFFIX) and e.text is not None:
+            text = e.text.decode("utf-8", "replace")
+            ver, cuda = TORCH_VERSION_RE.search(text), TORCH_CUDA_RE.search(text)
+            out.append((path.removesuffix("/version.py"), ver.group(1) if ver else "?",
+                        cuda.group(1) if cuda else None))
+    return out
+
+
+def check_torch_cuda(fs: FS, v: Verdict) -> None:
+    """Which NVIDIA driver the image's torch needs. The server's driver is unknown (an RTX 3090
+    server set up for a 2022 challenge): CUDA 11.x builds run from 450.80, 12.x need 525.60,
+    13.x need 580."""
+    builds = torch_builds(fs)
+    if not builds:
+        v.add(CONTENTS, "torch / CUDA", "info", "no torch in the image (another framework: "
+                                                "the runs below are the test)")
+        return
+    path, ver, cuda = builds[0]
+    also = f" (also {', '.join(b[1] for b in builds[1:])})" if builds[1:] else ""
+    need = min_driver(cuda)
+    if not cuda:
+        v.add(CONTENTS, "torch / CUDA", "warn", f"torch {ver} at {path} is a CPU-only build: it "
+                                                f"never uses the server's GPU{also}")
+    elif int(cuda.split(".")[0]) >= 12:
+        v.add(CONTENTS, "torch / CUDA", "warn", f"torch {ver} (CUDA {cuda}) needs an NVIDIA "
+                                                f"driver {need}; the server's driver is unknown "
+                                                f"and may be older: a CUDA 11.8 build runs from "
+                                                f"450.80.02{also}")
+    else:
+        v.add(CONTENTS, "torch / CUDA", "pass", f"torch {ver} (CUDA {cuda}), needs an NVIDIA "
+                                                f"driver {need}{also}")
 
 
 def check_secrets(img: Image, fs: FS, v: Verdict) -> None:
@@ -216,7 +273,8 @@ def check_contents(img: Image, team: str, v: Verdict) -> Contents:
     check_entrypoint(img, v)
     check_script(fs, workdir, v)
     check_python(fs, env, v)
-    check_weights(model, model_bytes, model_dir, v)
+    check_weights(model, model_bytes, model_dir, v, runs_our_engine(fs, workdir))
+    check_torch_cuda(fs, v)
     check_secrets(img, fs, v)
     check_git_env(paths, v)
     check_wheelhouse(paths, v)

@@ -6,6 +6,8 @@ cgroup peak) against the server's budget; they need no Docker and are testable a
 """
 from __future__ import annotations
 
+import os
+
 from amoskit import contract
 from amoskit.daemon.organiser_run import RunResult, saw_gpu
 from amoskit.verify.engine_metrics import amos_sized_estimate, case_seconds, record
@@ -38,16 +40,28 @@ def check_amos_sized(r: RunResult, server: contract.ServerLimits, v: Verdict) ->
           f"200 such cases ~{est['seconds'] * 200 / 3600:.1f} h", seconds=est["seconds"])
 
 
+def host_memory_bytes() -> int:
+    """This machine's RAM (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
 def check_peak_memory(r: RunResult, v: Verdict) -> None:
     """The container's cgroup peak, else the engine's own peak RSS, against the 30 GB."""
     engine_rss = record(r.metrics).peak_rss_bytes
     peak, source = ((r.peak_memory_bytes, "container cgroup") if r.peak_memory_bytes else
                     (engine_rss, "engine's peak RSS") if isinstance(engine_rss, int) and engine_rss
                     else (0, ""))
+    host = host_memory_bytes()
+    capped = (f"; this host has {host / 1024 ** 3:.1f} GiB, less than the server: the memory "
+              f"check is capped by the host" if host and host < contract.SERVER_MEMORY_BYTES
+              else "")
     if peak:
         v.add(RUN, "peak memory", "pass" if peak < 0.9 * contract.SERVER_MEMORY_BYTES else "warn",
               f"{peak / 1024 ** 3:.2f} GiB of the {contract.SERVER_MEMORY.rstrip('g')} GB limit "
-              f"({source})", bytes=peak)
+              f"({source}){capped}", bytes=peak)
     else:
         v.add(RUN, "peak memory", "info", "not measured (container cgroup not readable)")
 

@@ -1,0 +1,130 @@
+"""make package and make verify-load on a second real engine: Debian trixie's Docker 26 with the
+containerd image store (amoskit.devtools.dind), next to the host's Docker 20.10.
+
+On the containerd store an image's Id is its manifest digest and `docker save` writes an OCI
+layout: the package manifest must still record the config digest, and verify-load, run inside
+that container so that its throwaway daemon is Docker 26's own dockerd, must pass the file.
+Files saved by either engine verify on the other (load steps; the runs are checked once, on 26).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, tool
+
+pytestmark = [pytest.mark.docker, pytest.mark.packaging, pytest.mark.verify, pytest.mark.slow]
+
+TASK = "task1"
+LOAD_ROWS = ("daemon", "docker load", "tag resolves")
+
+
+def row(data: dict, check: str) -> dict:
+    rows = [r for r in data.get("rows", []) if r["check"] == check]
+    assert rows, f"no row {check!r} in {[r['check'] for r in data.get('rows', [])]}"
+    return rows[0]
+
+
+def verdict(tarball: Path) -> dict:
+    path = tarball.with_name(tarball.name.replace(".tar.gz", ".verify.json"))
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@pytest.fixture(scope="module")
+def dind(docker_client, tmp_path_factory):
+    from amoskit.devtools.dind import DockerInDocker
+    with DockerInDocker(docker_client, mounts=[REPO, tmp_path_factory.getbasetemp()]) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def on_26(dind, built_image, tmp_path_factory):
+    """The session image loaded into Docker 26 (containerd store) and packaged there."""
+    env = {**os.environ, "DOCKER_HOST": dind.url, "COLUMNS": "200"}
+    save = subprocess.Popen(["docker", "save", built_image.tag], stdout=subprocess.PIPE)
+    load = subprocess.run(["docker", "load"], stdin=save.stdout, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    assert save.wait() == 0 and load.returncode == 0, load.stderr
+    dist = tmp_path_factory.mktemp("dist26")
+    proc = subprocess.run([*tool("amoskit.verbs.package"), "--teamname", built_image.teamname,
+                           "--task", TASK, "--dist", str(dist)], env=env, capture_output=True,
+                          text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tb = dist / f"{built_image.teamname}-{TASK}.tar.gz"
+    (dist / f"{built_image.teamname}-{TASK}.pdf").write_bytes(b"%PDF-1.4 short paper\n")
+    return tb, json.loads(Path(f"{tb}.manifest.json").read_text()), proc.stdout
+
+
+@pytest.fixture(scope="module")
+def on_20(built_image, tmp_path_factory):
+    """The same image packaged on the host's Docker 20.10 (classic store, classic layout)."""
+    dist = tmp_path_factory.mktemp("dist20")
+    proc = subprocess.run([*tool("amoskit.verbs.package"), "--teamname", built_image.teamname,
+                           "--task", TASK, "--dist", str(dist)], capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return dist / f"{built_image.teamname}-{TASK}.tar.gz"
+
+
+def verify_in_dind(dind, tarball: Path, team: str, samples: Path, labels: Path | None = None):
+    cmd = [sys.executable, "-m", "amoskit.verbs.verify_load", str(tarball), "--teamname", team,
+           "--samples", str(samples)] + (["--labels", str(labels)] if labels else [])
+    proc = dind.exec(cmd, env={"COLUMNS": "200"}, timeout=3000)
+    return proc.returncode, verdict(tarball), proc.stdout + proc.stderr
+
+
+def test_package_on_containerd_store_records_the_config_digest(on_26, built_image):
+    tb, manifest, out = on_26
+    assert "containerd image store" in manifest["engine"] and "Docker 26" in manifest["engine"]
+    assert manifest["saved_layout"] == "oci"
+    # the engine's Id is the manifest digest; the recorded config digest is the host's (classic)
+    # image id, i.e. the same config measured on two engines
+    assert manifest["config_digest"] == built_image.image_id
+    assert manifest["image_id"] == manifest["target_digest"] != manifest["config_digest"]
+
+
+def test_verify_load_passes_on_docker26_containerd(dind, on_26, built_image, sample_cases,
+                                                  tmp_path):
+    tb, _, _ = on_26
+    one = tmp_path / "one"
+    (one / "images").mkdir(parents=True)
+    (one / "labels").mkdir()
+    first = sorted((sample_cases / "images").iterdir())[0]
+    shutil.copy(first, one / "images" / first.name)
+    shutil.copy(sample_cases / "labels" / first.name, one / "labels" / first.name)
+    rc, data, out = verify_in_dind(dind, tb, built_image.teamname, one / "images", one / "labels")
+    fails = [r for r in data.get("rows", []) if r["status"] == "fail"]
+    assert rc == 0 and not fails, (fails, out[-3000:])
+    daemon = row(data, "daemon")["detail"]
+    assert "Docker 26" in daemon and "containerd image store" in daemon, daemon
+    assert "manifest digest" in row(data, "tag resolves")["detail"]
+    assert row(data, "package manifest")["status"] == "pass"
+    assert row(data, "organisers' line")["status"] == "pass"
+    # nothing of the throwaway daemon is left inside the engine's container
+    left = dind.exec(["sh", "-c", "ls /tmp; pgrep -c dockerd; pgrep -c containerd"]).stdout.split()
+    assert left == ["1", "1"], left
+
+
+def test_a_file_saved_by_20_10_loads_on_26_and_one_saved_by_26_on_20_10(dind, on_20, on_26,
+                                                                       built_image, tmp_path):
+    empty = tmp_path / "no-samples"
+    empty.mkdir()
+    rc, data, out = verify_in_dind(dind, on_20, built_image.teamname, empty)
+    for check in LOAD_ROWS:
+        assert row(data, check)["status"] == "pass", (row(data, check), out[-2000:])
+    assert "containerd image store" in row(data, "daemon")["detail"]
+    tb26, _, _ = on_26
+    proc = subprocess.run([*tool("amoskit.verbs.verify_load"), str(tb26), "--teamname",
+                           built_image.teamname, "--samples", str(empty)], capture_output=True,
+                          text=True, timeout=3000, env={**os.environ, "COLUMNS": "200"})
+    data = verdict(tb26)
+    for check in LOAD_ROWS:
+        assert row(data, check)["status"] == "pass", (row(data, check), proc.stdout[-2000:])
+    assert "Docker 20.10" in row(data, "daemon")["detail"]
+    assert "config digest" in row(data, "tag resolves")["detail"]
