@@ -20,6 +20,8 @@ INPUT           ?= samples/images  ## folder of *.nii.gz cases that make run seg
 OUTPUT          ?= output  ## folder make run writes the label maps to
 DIST            ?= dist  ## folder make package writes TEAMNAME-TASK.tar.gz to
 LABELS          ?= samples/labels  ## reference label maps for make validate / make verify-load
+RUN_TIMEOUT     ?= 3600  ## seconds verify-load allows each container run before it kills and removes it
+VERIFY_ARGS     ?=  ## extra verify-load options, e.g. --max-unpacked-gb 100 (see python -m amoskit.verbs.verify_load --help)
 STORE           ?= auto  ## image store of verify-load's throwaway dockerd: auto (your engine's), classic or containerd (Docker 24+)
 SAMPLES         ?= 4  ## number of synthetic cases make samples writes
 TORCH_HOST_VERSION ?= 2.13.0  ## torch of the host virtualenv (and of the offline fallback image)
@@ -85,7 +87,7 @@ package: check-teamname $(VENV)/.stamp ## save the image as DIST/TEAMNAME-TASK.t
 	$(PY) -m amoskit.verbs.package --teamname $(TEAMNAME) --task $(TASK) --dist $(DIST)
 
 verify-load: check-teamname $(VENV)/.stamp ## load DIST/TEAMNAME-TASK.tar.gz afresh and run it on INPUT like the organisers
-	$(PY) -m amoskit.verbs.verify_load $(DIST)/$(TEAMNAME)-$(TASK).tar.gz --teamname $(TEAMNAME) --samples $(INPUT) --labels $(LABELS) --store $(STORE)
+	$(PY) -m amoskit.verbs.verify_load $(DIST)/$(TEAMNAME)-$(TASK).tar.gz --teamname $(TEAMNAME) --samples $(INPUT) --labels $(LABELS) --store $(STORE) --timeout $(RUN_TIMEOUT) $(VERIFY_ARGS)
 
 validate: $(VENV)/.stamp ## check OUTPUT against INPUT (names, geometry, labels) and score it against LABELS
 	$(PY) -m amoskit.verbs.validate $(INPUT) $(OUTPUT) $(LABELS)

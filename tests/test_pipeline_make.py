@@ -17,7 +17,7 @@ TARGETS = ["help", "setup", "samples", "train-demo", "evaluate-demo", "bench-inf
            "clean", "bench-build", "kinds-end-to-end", "package", "verify-load", "validate", "check-teamname"]
 VARIABLES = ["TEAMNAME", "TASK", "VERSION", "BASE_IMAGE", "TORCH_VERSION", "TORCH_INDEX_URL",
              "WHEELHOUSE", "INPUT", "OUTPUT", "DIST", "LABELS", "VENV", "WEIGHTS", "LOCAL_BASE_IMAGE",
-             "FOLDS", "CHECKPOINT", "ENGINE", "TRAINER_CODE", "STORE"]
+             "FOLDS", "CHECKPOINT", "ENGINE", "TRAINER_CODE", "STORE", "RUN_TIMEOUT", "VERIFY_ARGS"]
 DEAD_ENGINE = "unix:///nonexistent/docker.sock"
 
 

@@ -463,3 +463,76 @@ def test_peak_memory_says_when_the_host_caps_the_check(monkeypatch):
         v = Verdict("t", "team")
         measures.check_peak_memory(r, v)
         assert ("capped by the host" in v.rows[0].detail) is capped, v.rows[0].detail
+
+
+# --------------------------------------------------------------------------- hostile tarballs
+def gzip_bomb(path: Path, unpacked_gib: int = 10) -> Path:
+    """A docker-save-looking .tar.gz of a few MB that unpacks to unpacked_gib GiB: one layer
+    member of zeros, written as many small gzip members (a valid multi-member stream)."""
+    size = unpacked_gib << 30
+    header = tarfile.TarInfo("0123abcd/layer.tar")
+    header.size = size
+    zeros = gzip.compress(b"\0" * (1 << 20), compresslevel=9, mtime=0)
+    with open(path, "wb") as out:
+        out.write(gzip.compress(header.tobuf(tarfile.GNU_FORMAT), mtime=0))
+        for _ in range(size >> 20):
+            out.write(zeros)
+        out.write(gzip.compress(b"\0" * 1024, mtime=0))
+    return path
+
+
+def test_a_gzip_bomb_is_refused_quickly_with_the_caps_numbers(tmp_path):
+    """10 GiB unpacked from ~10 MB: stopped by the ratio cap after the first 256 MiB, in seconds,
+    before anything is loaded; the message says how to raise the cap."""
+    import time
+    from amoskit.tarball.budget import UnpackBudget
+    bomb = gzip_bomb(tmp_path / "team-task1.tar.gz")
+    assert bomb.stat().st_size < 20e6
+    start = time.monotonic()
+    with pytest.raises(TarballError) as exc:
+        scan_tarball(bomb)
+    assert time.monotonic() - start < 60
+    assert exc.value.check == "unpack cap" and "ratio above 100" in exc.value.reason
+    assert "--max-ratio" in exc.value.reason
+    with pytest.raises(TarballError) as exc:     # the size cap, where the ratio is allowed
+        scan_tarball(bomb, budget=UnpackBudget(max_bytes=1 << 30, max_ratio=1e9))
+    assert "more than 1 GiB" in exc.value.reason
+
+
+def test_entry_cap_counts_files_inside_layers():
+    from amoskit.tarball.budget import UnpackBudget
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        for i in range(50):
+            t.addfile(tarfile.TarInfo(f"f{i}"), io.BytesIO(b""))
+    layer.seek(0)
+    budget = UnpackBudget(max_entries=20)
+    with pytest.raises(TarballError) as exc:
+        scan_layer_tar(layer, "layer", budget.add_entry)
+    assert "more than 20 entries" in exc.value.reason
+
+
+def test_verify_load_reports_the_bomb_in_one_row_and_loads_nothing(tmp_path):
+    bomb = gzip_bomb(tmp_path / "team-task1.tar.gz", unpacked_gib=3)
+    proc = subprocess.run([*tool("amoskit.verbs.verify_load"), str(bomb), "--teamname", "team"],
+                          capture_output=True, text=True, timeout=300)
+    data = json.loads((tmp_path / "team-task1.verify.json").read_text())
+    cap = [r for r in data["rows"] if r["check"] == "unpack cap"]
+    assert proc.returncode == 1 and cap and cap[0]["status"] == "fail", proc.stdout[-2000:]
+    assert [r["status"] for r in data["rows"] if r["step"] == "3 load"] == ["skip"]
+
+
+def test_whiteouts_are_linear_and_hide_only_lower_layers():
+    """A layer with many whiteouts over a large tree (was quadratic: every whiteout scanned
+    every path); an opaque marker hides the lower layers' files, not its own layer's."""
+    import time
+    e, d = Entry("file", 1), Entry("dir")
+    lower = {f"/d{i}/f{j}": e for i in range(2000) for j in range(50)}
+    upper = {f"/d{i}/.wh.f0": e for i in range(2000)}
+    upper.update({"/d1/new": e, "/d1/.wh..wh..opq": e, "/d2": d})
+    start = time.monotonic()
+    fs = merge_layers([lower, upper])
+    assert time.monotonic() - start < 5
+    assert "/d0/f0" not in fs and "/d0/f1" in fs
+    assert "/d1/new" in fs and "/d1/f1" not in fs          # opaque: lower gone, own file kept
+    assert len(fs) == 1998 * 49 + 1 + 1 + 49                # d2 is a dir entry now, its files stay

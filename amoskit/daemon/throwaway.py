@@ -135,8 +135,9 @@ class ThrowawayDaemon:
         if reason:
             raise DaemonUnavailable(reason)
         # short path: unix sockets (ours and containerd's under exec-root) are limited to 108 bytes
-        remove_stale_roots(Path(self.parent or "/tmp"))
-        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=self.parent or "/tmp"))
+        parent = self.parent or tempfile.gettempdir()     # TMPDIR moves it to a larger disk
+        remove_stale_roots(Path(parent))
+        self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=parent))
         (self.root / OWNER_FILE).write_text(str(os.getpid()))
         for sub in ("data", "exec"):
             (self.root / sub).mkdir()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 from amosseg import model_choice
 from amoskit.tarball.secret_scan import secrets_in
@@ -42,12 +42,15 @@ def norm(path: str) -> str:
     return "/" if p in ("/", "//") else p
 
 
-def scan_layer_tar(fileobj, where: str) -> dict[str, Entry]:
-    """List a layer tar (streamed) and scan small files for secrets."""
+def scan_layer_tar(fileobj, where: str, on_entry: Callable[[], None] = lambda: None
+                   ) -> dict[str, Entry]:
+    """List a layer tar (streamed) and scan small files for secrets; on_entry counts entries
+    (amoskit.tarball.budget caps them)."""
     entries: dict[str, Entry] = {}
     try:
         with tarfile.open(fileobj=fileobj, mode="r|", bufsize=CHUNK) as tar:
             for m in tar:
+                on_entry()
                 path = norm(m.name)
                 if m.isreg():
                     e = Entry("file", m.size)
@@ -75,27 +78,46 @@ def scan_layer_tar(fileobj, where: str) -> dict[str, Entry]:
 
 # --------------------------------------------------------------------------- merged filesystem
 def merge_layers(layers: Iterable[dict[str, Entry]]) -> dict[str, Entry]:
-    """Apply layers in order with overlayfs whiteouts, giving the container's filesystem."""
+    """Apply layers in order with overlayfs whiteouts, giving the container's filesystem.
+    Linear in the number of entries: a whiteout removes its subtree through a children index,
+    never by scanning every path (quadratic on an image with many whiteouts)."""
     fs: dict[str, Entry] = {}
+    kids: dict[str, set[str]] = {}
+
+    def link(path: str) -> None:            # register path under each missing ancestor
+        while path != "/":
+            parent = posixpath.dirname(path)
+            below = kids.setdefault(parent, set())
+            if path in below:
+                return
+            below.add(path)
+            path = parent
+
+    def remove(path: str, itself: bool) -> None:
+        stack = list(kids.pop(path, ()))
+        while stack:
+            p = stack.pop()
+            fs.pop(p, None)
+            stack.extend(kids.pop(p, ()))
+        if itself:
+            fs.pop(path, None)
+            kids.get(posixpath.dirname(path), set()).discard(path)
+
     for layer in layers:
-        for path, e in layer.items():
+        # whiteouts hide what the layers below hold, whatever their order inside this layer
+        for path in layer:
             parent, base = posixpath.split(path)
             if base == ".wh..wh..opq":
-                prefix = parent.rstrip("/") + "/"
-                for k in [k for k in fs if k.startswith(prefix)]:
-                    del fs[k]
-                continue
-            if base.startswith(".wh."):
-                target = posixpath.join(parent, base[4:])
-                prefix = target + "/"
-                for k in [k for k in fs if k == target or k.startswith(prefix)]:
-                    del fs[k]
+                remove(parent, itself=False)
+            elif base.startswith(".wh."):
+                remove(posixpath.join(parent, base[4:]), itself=True)
+        for path, e in layer.items():
+            if posixpath.basename(path).startswith(".wh."):
                 continue
             if e.kind != "dir" and path in fs and fs[path].kind == "dir":
-                prefix = path + "/"
-                for k in [k for k in fs if k.startswith(prefix)]:
-                    del fs[k]
+                remove(path, itself=False)
             fs[path] = e
+            link(path)
     return fs
 
 

@@ -26,6 +26,7 @@ class Image:
     layers: list[Member]
     problems: list[tuple[str, str]] = field(default_factory=list)   # (check, reason)
     target_digest: str = ""              # index.json's descriptor for the first tag (OCI)
+    unpacked_bytes: int = 0              # the tar and its compressed layers, unpacked
 
 
 def _member(scan: Scan, name: str, hops: int = 0) -> Member | None:

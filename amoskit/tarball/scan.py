@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from amoskit.tarball.budget import UnpackBudget
 from amoskit.tarball.layers import Entry, scan_layer_tar
 from amoskit.tarball.stream import (CHUNK, GZIP_MAGIC, CountingReader, GzipCheckingReader,
                                     TarballError)
@@ -31,7 +32,7 @@ class Member:
     data: bytes | None = None      # small members (json)
 
 
-def _scan_member(tar: tarfile.TarFile, m: tarfile.TarInfo) -> Member:
+def _scan_member(tar: tarfile.TarFile, m: tarfile.TarInfo, budget: UnpackBudget) -> Member:
     rec = Member(m.name.lstrip("./") if m.name.startswith("./") else m.name, m.size, "file")
     src = CountingReader(tar.extractfile(m))
     head = src.peek(512)
@@ -39,15 +40,16 @@ def _scan_member(tar: tarfile.TarFile, m: tarfile.TarInfo) -> Member:
     is_tar = len(head) == 512 and (head[257:262] == b"ustar" or head == b"\0" * 512)
     if is_gzip:
         rec.compression = "gzip"
-        inner = CountingReader(GzipCheckingReader(src, f"layer blob {rec.name}"))
+        inner = CountingReader(GzipCheckingReader(src, f"layer blob {rec.name}"),
+                               on_read=budget.add_bytes)
         ihead = inner.peek(512)
         if len(ihead) == 512 and (ihead[257:262] == b"ustar" or ihead == b"\0" * 512):
-            rec.layer = scan_layer_tar(inner, rec.name)
+            rec.layer = scan_layer_tar(inner, rec.name, budget.add_entry)
         inner.drain()
         src.drain()
         rec.diff_id = "sha256:" + inner.hexdigest()
     elif is_tar:
-        rec.layer = scan_layer_tar(src, rec.name)
+        rec.layer = scan_layer_tar(src, rec.name, budget.add_entry)
         src.drain()
         rec.diff_id = "sha256:" + src.hexdigest()
     elif m.size <= SMALL_MEMBER:
@@ -81,11 +83,14 @@ def _gzip_root_cause(body: CountingReader) -> None:
 
 
 def scan_tarball(path: Path, on_progress: Callable[[int], None] | None = None,
-                 require_gzip: bool = True) -> Scan:
-    """One streaming pass: file hash, gzip checks, tar framing, per-member hashes and listings."""
+                 require_gzip: bool = True, budget: UnpackBudget | None = None) -> Scan:
+    """One streaming pass: file hash, gzip checks, tar framing, per-member hashes and listings,
+    within the budget's caps (defaults: UnpackBudget)."""
     scan = Scan()
+    budget = budget or UnpackBudget()
     with open(path, "rb") as fh:
         raw = CountingReader(fh, on_progress)
+        budget.compressed = lambda: raw.count
         head = raw.peek(2)
         if not head:
             raise TarballError("gzip", f"{path} is empty (0 bytes)")
@@ -94,13 +99,14 @@ def scan_tarball(path: Path, on_progress: Callable[[int], None] | None = None,
             raise TarballError("gzip", f"{path} is not gzip-compressed (starts with "
                                        f"{raw.peek(4).hex()}): package it with `make package`")
         body = CountingReader(GzipCheckingReader(raw, str(path)) if scan.gzip else raw,
-                              keep_tail=4 * CHUNK)
+                              keep_tail=4 * CHUNK, on_read=budget.add_bytes)
         try:
             tar = tarfile.open(fileobj=body, mode="r|", bufsize=CHUNK)
             for m in tar:
+                budget.add_entry()
                 name = m.name[2:] if m.name.startswith("./") else m.name
                 if m.isreg():
-                    scan.members[name] = _scan_member(tar, m)
+                    scan.members[name] = _scan_member(tar, m, budget)
                 elif m.issym() or m.islnk():
                     scan.members[name] = Member(name, 0, "symlink" if m.issym() else "hardlink",
                                                 link=m.linkname)

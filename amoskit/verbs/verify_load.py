@@ -27,6 +27,7 @@ from rich.console import Console
 
 from amoskit import contract
 from amoskit.daemon import interrupts
+from amoskit.tarball.budget import GB, UnpackBudget
 from amoskit.verify import deliver, image_checks, integrity, load, outputs, runs
 from amoskit.verify.progress import console
 from amoskit.verify.report import INTEGRITY, LOAD, OUTPUTS, RUN, Verdict
@@ -34,13 +35,13 @@ from amoskit.verify.report import INTEGRITY, LOAD, OUTPUTS, RUN, Verdict
 
 def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Path | None,
            daemon_mode: str, offline: bool, timeout: float,
-           image_store: str = "auto") -> Verdict:
+           image_store: str = "auto", budget: UnpackBudget | None = None) -> Verdict:
     """All six steps; each stops the ones after it where the file or the image cannot be used."""
     files = contract.SubmissionFiles.of(tarball, team, task)
     v = Verdict(str(tarball), team)
     if not integrity.check_file(tarball, team, v):
         return v
-    img = integrity.check_integrity(files, v)
+    img = integrity.check_integrity(files, v, budget)
     if img is None:
         return skip_the_rest(v, files, "integrity failed: the file cannot be trusted")
     contents = image_checks.check_contents(img, team, v)
@@ -104,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="image store of the throwaway dockerd (auto: the same as your engine's; "
                          "containerd needs Docker 24+)")
     ap.add_argument("--offline", action="store_true", help="steps 1-2 only (no Docker)")
+    caps = UnpackBudget()
+    ap.add_argument("--max-unpacked-gb", type=float, default=caps.max_bytes / GB,
+                    help="refuse a file that unpacks to more GiB than this (a gzip bomb)")
+    ap.add_argument("--max-ratio", type=float, default=caps.max_ratio,
+                    help="refuse a file whose unpacked/compressed ratio exceeds this")
+    ap.add_argument("--max-entries", type=int, default=caps.max_entries,
+                    help="refuse a file with more entries (outer tar plus layers)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per container run")
     args = ap.parse_args(argv)
     problem = contract.teamname_problem(args.teamname, "verify-load")
@@ -113,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.labels if args.labels and args.labels.is_dir() else None
     interrupts.interrupt_on_termination()  # any stop removes the throwaway daemon and its root
     try:
+        budget = UnpackBudget(max_bytes=int(args.max_unpacked_gb * GB), max_ratio=args.max_ratio,
+                              max_entries=args.max_entries)
         v = verify(args.tarball, args.teamname, args.task, args.samples, labels, args.daemon,
-                   args.offline, args.timeout, args.store)
+                   args.offline, args.timeout, args.store, budget)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from amoskit import records
 from amoskit.contract import SubmissionFiles
+from amoskit.tarball.budget import UnpackBudget
 from amoskit.tarball.layout import Image, resolve_image
 from amoskit.tarball.scan import Scan, scan_tarball
 from amoskit.tarball.stream import TarballError
@@ -66,13 +67,14 @@ def check_sha256(actual: str, files: SubmissionFiles, v: Verdict) -> None:
         v.add(INTEGRITY, "sha256", "warn", f"{actual} (but {sidecar.name} names {name})")
 
 
-def check_stream(files: SubmissionFiles, v: Verdict) -> Scan | None:
-    """sha256, gzip stream and tar rows from one pass; None when the stream is defective."""
+def check_stream(files: SubmissionFiles, v: Verdict, budget: UnpackBudget) -> Scan | None:
+    """sha256, gzip stream and tar rows from one pass within the unpack caps; None when the
+    stream is defective or past a cap."""
     size = files.tarball.stat().st_size
     try:
         with bytes_progress("read + hash") as prog:
             task = prog.add_task("scan", total=size)
-            scan = scan_tarball(files.tarball, lambda n: prog.advance(task, n))
+            scan = scan_tarball(files.tarball, lambda n: prog.advance(task, n), budget=budget)
     except TarballError as exc:
         check = {"gzip": "gzip stream", "tar": "tar"}.get(exc.check, exc.check)
         v.add(INTEGRITY, check, "fail", exc.reason)
@@ -138,14 +140,17 @@ def check_package_manifest(img: Image, files: SubmissionFiles, v: Verdict) -> No
                                                      f"package")
 
 
-def check_integrity(files: SubmissionFiles, v: Verdict) -> Image | None:
+def check_integrity(files: SubmissionFiles, v: Verdict,
+                    budget: UnpackBudget | None = None) -> Image | None:
     """Step 1 after the file check; the Image, or None when the file cannot be trusted."""
-    scan = check_stream(files, v)
+    budget = budget or UnpackBudget()
+    scan = check_stream(files, v, budget)
     if scan is None:
         return None
     img = check_layout(scan, v)
     if img is None:
         return None
+    img.unpacked_bytes = budget.unpacked
     check_digests(img, v)
     check_package_manifest(img, files, v)
     return img

@@ -31,7 +31,7 @@ def host_store() -> str:
 
 
 def check_daemon(daemon_mode: str, stack: ExitStack, v: Verdict, image_store: str = "auto"):
-    """A Docker client to load into: (client, cli_env), or None when there is none. The
+    """A Docker client to load into: (client, cli_env, throwaway root or None), or None. The
     throwaway daemon uses image_store (auto: the same store as the user's engine)."""
     import docker
     from amoskit.daemon import throwaway
@@ -43,7 +43,7 @@ def check_daemon(daemon_mode: str, stack: ExitStack, v: Verdict, image_store: st
             v.add(LOAD, "daemon", "pass", f"throwaway dockerd: {store.describe(client.info())}, "
                                           f"{d.isolation}, empty data root {d.root}, like the "
                                           f"organisers' server")
-            return client, d.env()
+            return client, d.env(), d.root
         except throwaway.DaemonUnavailable as exc:
             if daemon_mode == "throwaway":
                 v.add(LOAD, "daemon", "fail", f"throwaway dockerd could not start: {exc}")
@@ -60,7 +60,7 @@ def check_daemon(daemon_mode: str, stack: ExitStack, v: Verdict, image_store: st
         v.add(LOAD, "daemon", "warn", f"load NOT clean: shared engine chosen (--daemon shared, "
                                       f"{store.describe(client.info())}); layers that already "
                                       f"exist are not re-checked by Docker")
-    return client, dict(os.environ)
+    return client, dict(os.environ), None
 
 
 UNPACK_ERROR = "Error unpacking image"
@@ -131,13 +131,39 @@ def check_tag_resolves(client, team: str, img: Image, v: Verdict) -> bool:
     return True
 
 
+LOAD_SPACE_FACTOR = 2      # docker load untars to <data-root>/tmp, then into the store
+
+
+def check_free_space(client, root: Path | None, img: Image, v: Verdict) -> bool:
+    """About twice the unpacked size free where the daemon keeps its data, before loading."""
+    import shutil
+    where = root or Path(client.info().get("DockerRootDir") or "/var/lib/docker")
+    try:
+        free = shutil.disk_usage(where).free
+    except OSError:
+        v.add(LOAD, "free space", "info", f"{where} not readable here: free space not checked")
+        return True
+    need = LOAD_SPACE_FACTOR * img.unpacked_bytes
+    if free < need:
+        v.add(LOAD, "free space", "fail", f"{free / 1e9:.1f} GB free at {where}, the load needs "
+                                          f"about {need / 1e9:.1f} GB (twice the unpacked "
+                                          f"{img.unpacked_bytes / 1e9:.1f} GB): free space there"
+                                          + (" or point TMPDIR at a larger disk" if root else ""))
+        return False
+    v.add(LOAD, "free space", "pass", f"{free / 1e9:.1f} GB free at {where}, about "
+                                      f"{need / 1e9:.1f} GB needed")
+    return True
+
+
 def load_image(tarball: Path, team: str, img: Image, daemon_mode: str, v: Verdict,
                stack: ExitStack, image_store: str = "auto"):
     """Step 3: (client, cli_env) for step 4, or None when the image is not usable there."""
     daemon = check_daemon(daemon_mode, stack, v, image_store)
     if daemon is None:
         return None
-    client, _ = daemon
+    client, cli_env, root = daemon
+    if not check_free_space(client, root, img, v):
+        return None
     if not check_docker_load(client, tarball, v) or not check_tag_resolves(client, team, img, v):
         return None
-    return daemon
+    return client, cli_env
