@@ -128,6 +128,7 @@ class OrganiserRun:
     env: tuple[tuple[str, str], ...] = ()
     mounts: tuple[tuple[str, str], ...] = ()      # extra read-write (host, container) mounts
     cidfile: Path | None = None
+    cgroup_parent: str = ""                       # bookkeeping: a memory bound on a small host
     hardened: bool = False                        # --pids-limit and no-new-privileges
     command: tuple[str, ...] = COMMAND
 
@@ -150,6 +151,8 @@ class OrganiserRun:
         cmd += ["--user", self.user]
         if self.cidfile is not None:
             cmd += ["--cidfile", str(self.cidfile)]
+        if self.cgroup_parent:
+            cmd += ["--cgroup-parent", self.cgroup_parent]
         cmd += ["-v", f"{self.input_dir}:{INPUT_MOUNT}/:ro", "-v", f"{self.output_dir}:{OUTPUT_MOUNT}/"]
         for host, inside in self.mounts:
             cmd += ["-v", f"{host}:{inside}/"]

@@ -146,3 +146,45 @@ def test_only_roots_of_dead_runs_are_stale(tmp_path):
     dead_before_start = root("tdk-early", owner=999999999)
     assert sorted(throwaway_daemon.remove_stale_roots(tmp_path)) == [dead, dead_before_start]
     assert live.exists() and being_made.exists() and orphaned_daemon.exists()
+
+
+# --------------------------------------------------------------------------- memory bound
+def test_memory_bound_writes_v2_limits_and_removes_its_cgroup(tmp_path):
+    """On cgroup v2: memory.max and no swap in a child of the root; gone on exit."""
+    from amoskit.daemon.memory_bound import MemoryBound
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    (tmp_path / "cgroup.subtree_control").write_text("cpu memory pids\n")
+    with MemoryBound("amoskit-verify-1", 3 << 30, root=tmp_path) as b:
+        assert b.parent == "/amoskit-verify-1"
+        assert (tmp_path / "amoskit-verify-1" / "memory.max").read_text() == str(3 << 30)
+        (tmp_path / "amoskit-verify-1" / "memory.max").unlink()   # cgroupfs has no real files
+    assert not (tmp_path / "amoskit-verify-1").exists() and b.parent == ""
+    with MemoryBound("x", 1 << 30, cgroup_driver="systemd", root=tmp_path) as b:
+        assert b.parent == "" and "systemd" in b.why
+
+
+def test_a_memory_hog_under_the_organisers_line_fails_its_own_container(docker_client,
+                                                                        local_base_image):
+    """Their line sets no memory limit; on a host smaller than their server a hog would wake the
+    kernel's global OOM killer. Under verify-load's cgroup parent (bookkeeping only) it is killed
+    inside its own container (exit 137) and the cgroup is gone afterwards."""
+    from amoskit.daemon.memory_bound import MemoryBound
+    driver = docker_client.info().get("CgroupDriver")
+    if driver != "cgroupfs":
+        pytest.skip(f"the engine uses the {driver} cgroup driver")
+    name = f"amoskit-test-{os.getpid()}"
+    with MemoryBound(name, 256 << 20) as bound:
+        assert bound.parent, bound.why
+        proc = subprocess.run(["docker", "run", "--rm", "--cgroup-parent", bound.parent,
+                               local_base_image, "python3", "-c",
+                               "b = b'x' * (1 << 30); print('survived', len(b))"],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 137 and "survived" not in proc.stdout, \
+            (proc.returncode, proc.stdout, proc.stderr)
+        ok = subprocess.run(["docker", "run", "--rm", "--cgroup-parent", bound.parent,
+                             local_base_image, "python3", "-c",
+                             "b = b'x' * (64 << 20); print('fits', len(b))"],
+                            capture_output=True, text=True, timeout=300)
+        assert ok.returncode == 0 and "fits" in ok.stdout, ok.stderr
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{name}")) and \
+        not Path("/sys/fs/cgroup", name).exists()

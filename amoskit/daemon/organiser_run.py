@@ -27,16 +27,18 @@ METRICS_MOUNT = "/workspace/metrics"
 
 
 def organisers_command(team: str, input_dir: Path, output_dir: Path, nvidia: bool,
-                       cidfile: Path | None = None) -> list[str]:
+                       cidfile: Path | None = None, cgroup_parent: str = "") -> list[str]:
     """The guide's line with the paths and TEAMNAME filled in; GPU flags only with the runtime.
-    `cidfile` adds `--cidfile` only: bookkeeping, so a timed-out run can be found and killed,
-    nothing the container sees."""
-    return contract.OrganiserRun(team, input_dir, output_dir, nvidia, cidfile=cidfile).cli()
+    `cidfile` and `cgroup_parent` add bookkeeping only: a timed-out run can be found and killed,
+    and a memory hog fails its own container on a host smaller than the server (the container
+    sees neither)."""
+    return contract.OrganiserRun(team, input_dir, output_dir, nvidia, cidfile=cidfile,
+                                 cgroup_parent=cgroup_parent).cli()
 
 
 def limits_command(team: str, input_dir: Path, output_dir: Path, metrics_dir: Path,
                    nvidia: bool, host_cpus: int, uid: int = LIMITS_UID,
-                   cidfile: Path | None = None) -> list[str]:
+                   cidfile: Path | None = None, cgroup_parent: str = "") -> list[str]:
     """The organisers' line under the server's limits (no network, 4 CPUs as a quota, 30 GB, no
     swap), 24 GB of GPU memory for the engine and a non-root uid. No `--gpus 0` (zero GPUs to
     Docker): the NVIDIA runtime and NVIDIA_VISIBLE_DEVICES=all give the GPU."""
@@ -45,7 +47,8 @@ def limits_command(team: str, input_dir: Path, output_dir: Path, metrics_dir: Pa
         limits=contract.ServerLimits.on_host(host_cpus),
         env=(("GPU_MEMORY_LIMIT_GB", str(contract.SERVER_GPU_MEMORY_GB)),
              ("METRICS_FILE", f"{METRICS_MOUNT}/metrics.json")),
-        mounts=((str(metrics_dir), METRICS_MOUNT),), cidfile=cidfile, hardened=True).cli()
+        mounts=((str(metrics_dir), METRICS_MOUNT),), cidfile=cidfile,
+        cgroup_parent=cgroup_parent, hardened=True).cli()
 
 
 DEVICE_RE = re.compile(r"(?:^|[\s\]|])(device:\s.*)$")

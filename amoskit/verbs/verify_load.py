@@ -35,7 +35,8 @@ from amoskit.verify.report import INTEGRITY, LOAD, OUTPUTS, RUN, Verdict
 
 def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Path | None,
            daemon_mode: str, offline: bool, timeout: float,
-           image_store: str = "auto", budget: UnpackBudget | None = None) -> Verdict:
+           image_store: str = "auto", budget: UnpackBudget | None = None,
+           memory_limit: int = 0) -> Verdict:
     """All six steps; each stops the ones after it where the file or the image cannot be used."""
     files = contract.SubmissionFiles.of(tarball, team, task)
     v = Verdict(str(tarball), team)
@@ -58,7 +59,8 @@ def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Pa
         loaded = load.load_image(tarball, team, img, daemon_mode, v, stack, image_store)
         if loaded is not None and samples is not None and runs.check_docker_cli(v):
             client, cli_env = loaded
-            done = runs.run_checks(team, samples, client, cli_env, work, timeout, v)
+            done = runs.run_checks(team, samples, client, cli_env, work, timeout, v,
+                                   memory_limit)
             outputs.check_outputs(samples, labels, done, contents, work, v)
             deliver.check_previews(samples, labels, done["organisers"].output,
                                    work / "previews", v)
@@ -105,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="image store of the throwaway dockerd (auto: the same as your engine's; "
                          "containerd needs Docker 24+)")
     ap.add_argument("--offline", action="store_true", help="steps 1-2 only (no Docker)")
+    ap.add_argument("--run-memory-gb", type=float, default=0,
+                    help="memory bound (GiB, swap included) of the cgroup both runs are placed "
+                         "in (default: this host's RAM less max(2 GiB, 10%%))")
     caps = UnpackBudget()
     ap.add_argument("--max-unpacked-gb", type=float, default=caps.max_bytes / GB,
                     help="refuse a file that unpacks to more GiB than this (a gzip bomb)")
@@ -124,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         budget = UnpackBudget(max_bytes=int(args.max_unpacked_gb * GB), max_ratio=args.max_ratio,
                               max_entries=args.max_entries)
         v = verify(args.tarball, args.teamname, args.task, args.samples, labels, args.daemon,
-                   args.offline, args.timeout, args.store, budget)
+                   args.offline, args.timeout, args.store, budget,
+                   int(args.run_memory_gb * GB))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -6,9 +6,8 @@ cgroup peak) against the server's budget; they need no Docker and are testable a
 """
 from __future__ import annotations
 
-import os
-
 from amoskit import contract
+from amoskit.daemon.memory_bound import host_memory_bytes
 from amoskit.daemon.organiser_run import RunResult, saw_gpu
 from amoskit.verify.engine_metrics import amos_sized_estimate, case_seconds, record
 from amoskit.verify.report import RUN, Verdict
@@ -38,14 +37,6 @@ def check_amos_sized(r: RunResult, server: contract.ServerLimits, v: Verdict) ->
           f"~{est['seconds']:.0f} s per {shape} case ({mm} mm) {where}, estimated: "
           f"{est['factor']:.1f}x the voxels of {est['case']} at the model's spacing; "
           f"200 such cases ~{est['seconds'] * 200 / 3600:.1f} h", seconds=est["seconds"])
-
-
-def host_memory_bytes() -> int:
-    """This machine's RAM (0 when unknown)."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 0
 
 
 def check_peak_memory(r: RunResult, v: Verdict) -> None:

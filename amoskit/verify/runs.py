@@ -14,6 +14,7 @@ from pathlib import Path
 
 from amoskit import contract
 from amoskit.daemon import organiser_run, ownership
+from amoskit.daemon.memory_bound import GiB, MemoryBound, default_limit, host_memory_bytes
 from amoskit.daemon.organiser_run import RunResult
 from amoskit.verify import validation
 from amoskit.verify import engine_metrics, measures
@@ -79,23 +80,28 @@ def check_docker_cli(v: Verdict) -> bool:
 
 
 def check_organisers_line(team: str, samples: Path, client, cli_env: dict, work: Path,
-                          nvidia: bool, timeout: float, v: Verdict) -> Run:
+                          nvidia: bool, timeout: float, v: Verdict,
+                          bound: MemoryBound | None = None) -> Run:
     """Their line, flag for flag (GPU flags only where the NVIDIA runtime exists)."""
     n = len(validation.list_cases(samples))
     out = fresh_dir(work / "output-organisers")
     cid = work / "organisers.cid"
     cid.unlink(missing_ok=True)
+    parent = bound.parent if bound else ""
     cmd = organiser_run.organisers_command(team, samples.resolve(), out.resolve(), nvidia,
-                                           cidfile=cid)
+                                           cidfile=cid, cgroup_parent=parent)
     if not nvidia:
         v.add(RUN, "GPU", "warn", "this host has no NVIDIA runtime: ran the organisers' line "
                                   "without --runtime=nvidia and --gpus 0, so GPU use was NOT "
                                   "checked")
     r = run_stage("organisers' docker run", cmd, cli_env, work / "run-organisers.log", timeout,
                   cidfile=cid)
+    bounded = (f"; `--cgroup-parent {parent}`, a cgroup whose memory limit of "
+               f"{bound.limit / GiB:.1f} GiB (swap included) keeps a memory hog inside its own "
+               f"container on this host" if parent else "")
     v.notes.append(f"Organisers' line as run: `{r.text}` (added for bookkeeping only: "
-                   f"`--cidfile`, so that a timed-out run can be killed; the container sees "
-                   f"nothing of it)")
+                   f"`--cidfile`, so that a timed-out run can be killed{bounded}; the container "
+                   f"sees nothing of it)")
     give_back(client, team, out)
     if r.returncode == 0:
         v.add(RUN, "organisers' line", "pass", f"exit 0 in {r.seconds:.1f} s for {n} case(s) "
@@ -124,14 +130,16 @@ def check_device(r: RunResult, n_cases: int, nvidia: bool, v: Verdict) -> None:
 
 
 def check_server_limits(team: str, samples: Path, client, cli_env: dict, work: Path,
-                        nvidia: bool, host_cpus: int, timeout: float, v: Verdict) -> Run:
+                        nvidia: bool, host_cpus: int, timeout: float, v: Verdict,
+                        bound: MemoryBound | None = None) -> Run:
     """The same image under the server's limits, as a non-root uid, with the engine's metrics."""
     out = fresh_dir(work / "output-limits", 0o777)
     metrics = fresh_dir(work / "metrics-limits", 0o777)
     cid = work / "limits.cid"
     cid.unlink(missing_ok=True)
     cmd = organiser_run.limits_command(team, samples.resolve(), out.resolve(),
-                                       metrics.resolve(), nvidia, host_cpus, cidfile=cid)
+                                       metrics.resolve(), nvidia, host_cpus, cidfile=cid,
+                                       cgroup_parent=bound.parent if bound else "")
     r = run_stage("run under server limits", cmd, cli_env, work / "run-limits.log", timeout,
                   cidfile=cid)
     r.metrics = engine_metrics.read_metrics(metrics)
@@ -151,15 +159,39 @@ def check_server_limits(team: str, samples: Path, client, cli_env: dict, work: P
     return Run(out, r)
 
 
+def check_memory_bound(bound: MemoryBound, v: Verdict) -> None:
+    if bound.parent:
+        v.add(RUN, "memory bound", "pass", f"runs placed under cgroup {bound.parent}: "
+                                           f"{bound.limit / GiB:.1f} GiB, swap included, below "
+                                           f"this host's {host_memory_bytes() / GiB:.1f} GiB: a "
+                                           f"memory hog fails its own container, never the host")
+    else:
+        v.add(RUN, "memory bound", "warn", bound.why)
+
+
 def run_checks(team: str, samples: Path, client, cli_env: dict, work: Path, timeout: float,
-               v: Verdict) -> dict[str, Run]:
-    """Step 4; returns both runs ("organisers", "limits") for step 5."""
+               v: Verdict, memory_limit: int = 0) -> dict[str, Run]:
+    """Step 4; returns both runs ("organisers", "limits") for step 5. Both run under a cgroup
+    bounded below this host's RAM (memory_limit bytes; 0: the host's RAM less a reserve)."""
     n = len(validation.list_cases(samples))
-    nvidia = "nvidia" in (client.info().get("Runtimes") or {})
+    info = client.info()
+    nvidia = "nvidia" in (info.get("Runtimes") or {})
     host_cpus = len(os.sched_getaffinity(0))
-    first = check_organisers_line(team, samples, client, cli_env, work, nvidia, timeout, v)
+    with MemoryBound(f"amoskit-verify-{os.getpid()}",
+                     memory_limit or default_limit(host_memory_bytes()),
+                     info.get("CgroupDriver") or "cgroupfs") as bound:
+        check_memory_bound(bound, v)
+        return both_runs(team, samples, client, cli_env, work, timeout, v, n, nvidia, host_cpus,
+                         bound)
+
+
+def both_runs(team: str, samples: Path, client, cli_env: dict, work: Path, timeout: float,
+              v: Verdict, n: int, nvidia: bool, host_cpus: int,
+              bound: MemoryBound) -> dict[str, Run]:
+    first = check_organisers_line(team, samples, client, cli_env, work, nvidia, timeout, v,
+                                  bound)
     check_device(first.result, n, nvidia, v)
     second = check_server_limits(team, samples, client, cli_env, work, nvidia, host_cpus,
-                                 timeout, v)
+                                 timeout, v, bound)
     measures.check_measures(second.result, n, contract.ServerLimits.on_host(host_cpus), v)
     return {"organisers": first, "limits": second}
