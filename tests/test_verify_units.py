@@ -536,3 +536,51 @@ def test_whiteouts_are_linear_and_hide_only_lower_layers():
     assert "/d0/f0" not in fs and "/d0/f1" in fs
     assert "/d1/new" in fs and "/d1/f1" not in fs          # opaque: lower gone, own file kept
     assert len(fs) == 1998 * 49 + 1 + 1 + 49                # d2 is a dir entry now, its files stay
+
+
+# tokens are assembled at run time, so that this file itself holds none
+def _tok(prefix: str, n: int, alphabet: str = "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7") -> bytes:
+    return (prefix + (alphabet * 10)[:n]).encode()
+
+
+@pytest.mark.parametrize("kind,line", [
+    ("Hugging Face token", b"token = '" + _tok("hf_", 34, "abcdefGHIJKLmnopQRSTuvwxyzABCDEFghij") + b"'\n"),
+    ("GitHub Token", b"GH=" + _tok("ghp_", 36) + b"\n"),
+    ("GitLab Token", b"url = 'https://oauth2:" + _tok("glpat-", 20) + b"@gitlab.com'\n"),
+    ("Slack Token", b"SLACK = \"" + _tok("xoxb-1234-5678-", 24).lower() + b"\"\n"),
+    ("OpenAI Token", b"k = '" + _tok("sk-", 20) + b"T3BlbkFJ" + _tok("", 20) + b"'\n"),
+    ("AWS credentials", b"key_id = '" + _tok("AKIA", 16, "QWERTYUIOPASDFGHJKLZ") + b"'\n"),
+])
+def test_hosted_service_tokens_are_found_and_never_printed(kind, line):
+    """detect-secrets' token formats plus Hugging Face; the verdict names the kind only."""
+    found = secrets_in("/workspace/run_inference.py", line)
+    assert kind in found, found
+    assert not any(line.strip().decode() in k for k in found)
+
+
+def test_tokens_inside_base64_and_checksum_lists_are_not_secrets():
+    """An AWS-looking run inside an embedded font (base64) is not a key; pip RECORD digests are
+    skipped; a binary file is judged by its first block only."""
+    from amoskit.tarball.secret_scan import secrets_in_stream
+    blob = b"FONT = b'" + b"Qm9vaW5n" * 20 + _tok("AKIA", 16, "QWERTYUIOPASDFGHJKLZ") + b"Zm9v" * 20 + b"'\n"
+    assert secrets_in("/usr/lib/python3/dist-packages/PIL/ImageFont.py", blob) == []
+    record = b"torch/__init__.py,sha256=" + _tok("ghp_", 36) + b",1234\n"
+    assert secrets_in_stream("/opt/venv/lib/python3.11/site-packages/torch-2.7.1.dist-info/RECORD",
+                             io.BytesIO(record).read) == []
+    binary = b"\x7fELF\0\0" + b"\0" * 9000 + _tok("ghp_", 36)
+    assert secrets_in_stream("/usr/lib/libfoo.so", io.BytesIO(binary).read) == []
+
+
+def test_a_token_at_the_end_of_a_large_text_file_in_a_layer_is_found():
+    """Every text file whatever its size (was: only files up to 2 MiB), across window borders."""
+    from amoskit.tarball.secret_scan import WINDOW
+    text = b"# filler line of python source\n" * ((WINDOW + 5000) // 31)
+    text = text[:WINDOW - 10] + b"t = '" + _tok("ghp_", 36) + b"'\n" + text[:3 * (1 << 20)]
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        info = tarfile.TarInfo("opt/app/big_module.py")
+        info.size = len(text)
+        t.addfile(info, io.BytesIO(text))
+    layer.seek(0)
+    entries = scan_layer_tar(layer, "layer")
+    assert entries["/opt/app/big_module.py"].secrets == ["GitHub Token"]

@@ -6,16 +6,17 @@ alone. Small files are scanned for secrets while the layer streams past.
 """
 from __future__ import annotations
 
+import io
 import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from amosseg import model_choice
-from amoskit.tarball.secret_scan import secrets_in
+from amoskit.tarball.secret_scan import secrets_in_stream
 from amoskit.tarball.stream import CHUNK, TarballError
 
-SCAN_FILE_LIMIT = 2 << 20       # files inside layers up to this size are scanned for secrets
+SCAN_FILE_LIMIT = 2 << 20       # files we read later (KEEP_TEXT) are kept up to this size
 
 
 @dataclass
@@ -44,7 +45,7 @@ def norm(path: str) -> str:
 
 def scan_layer_tar(fileobj, where: str, on_entry: Callable[[], None] = lambda: None
                    ) -> dict[str, Entry]:
-    """List a layer tar (streamed) and scan small files for secrets; on_entry counts entries
+    """List a layer tar (streamed) and scan every text file for secrets; on_entry counts entries
     (amoskit.tarball.budget caps them)."""
     entries: dict[str, Entry] = {}
     try:
@@ -54,12 +55,12 @@ def scan_layer_tar(fileobj, where: str, on_entry: Callable[[], None] = lambda: N
                 path = norm(m.name)
                 if m.isreg():
                     e = Entry("file", m.size)
-                    if m.size <= SCAN_FILE_LIMIT:
-                        data = tar.extractfile(m).read()
-                        e.secrets = secrets_in(path, data)
-                        if posixpath.basename(path) in KEEP_TEXT or \
-                                path.endswith(KEEP_TEXT_SUFFIX):
-                            e.text = data
+                    src = tar.extractfile(m)
+                    if m.size <= SCAN_FILE_LIMIT and (posixpath.basename(path) in KEEP_TEXT or
+                                                      path.endswith(KEEP_TEXT_SUFFIX)):
+                        e.text = src.read()
+                        src = io.BytesIO(e.text)
+                    e.secrets = secrets_in_stream(path, src.read)
                 elif m.isdir():
                     e = Entry("dir")
                 elif m.issym():
