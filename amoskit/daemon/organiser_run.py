@@ -143,6 +143,16 @@ class RunResult:
         return shlex.join(self.command)
 
 
+def stop_run(proc: subprocess.Popen, cidfile: Path | None, env: dict) -> None:
+    """Kill and remove the run's container (found through its cidfile), then the CLI."""
+    if cidfile is not None and cidfile.exists():
+        cid = cidfile.read_text().strip()
+        if cid:
+            subprocess.run(["docker", "rm", "-f", cid], env=env, capture_output=True, timeout=60)
+    proc.kill()
+    proc.wait()
+
+
 def run_logged(cmd: list[str], env: dict, log_path: Path, timeout: float,
                on_line: Callable[[str], None] | None = None,
                cidfile: Path | None = None) -> RunResult:
@@ -172,11 +182,10 @@ def run_logged(cmd: list[str], env: dict, log_path: Path, timeout: float,
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            if cidfile is not None and cidfile.exists():
-                subprocess.run(["docker", "kill", cidfile.read_text().strip()], env=env,
-                               capture_output=True)
-            proc.kill()
-            proc.wait()
+            stop_run(proc, cidfile, env)
+        except BaseException:          # Ctrl-C, SIGTERM: the container must not outlive us
+            stop_run(proc, cidfile, env)
+            raise
         finally:
             if peak:
                 peak.__exit__()
