@@ -584,3 +584,72 @@ def test_a_token_at_the_end_of_a_large_text_file_in_a_layer_is_found():
     layer.seek(0)
     entries = scan_layer_tar(layer, "layer")
     assert entries["/opt/app/big_module.py"].secrets == ["GitHub Token"]
+
+
+# --------------------------------------------------------------------------- Docker 27.2+ / 29 (fixtures)
+class _LoadStreamFixture:
+    """FIXTURE, not an engine: the /images/load stream a Docker 27.2+ engine with the containerd
+    store sends when a layer does not unpack (moby daemon/containerd/image_exporter.go: the
+    error is a `stream` line and the load still succeeds). Only 20.10 and 26 run here."""
+    def __init__(self, lines):
+        self.api = self
+        self.lines = lines
+
+    def load_image(self, chunks):
+        for _ in chunks:
+            pass
+        return iter(self.lines)
+
+
+def test_error_unpacking_image_fails_the_load_although_the_engine_says_loaded(tmp_path):
+    from amoskit.verify.load import check_docker_load
+    tb = tmp_path / "team-task1.tar.gz"
+    tb.write_bytes(b"x" * 1000)
+    v = Verdict("t", "team")
+    lines = [{"stream": "Loaded image: team:latest\n"},
+             {"stream": "Error unpacking image team:latest: failed to extract layer "
+                        "sha256:1234: wrong diff id calculated on extraction\n"}]
+    assert not check_docker_load(_LoadStreamFixture(lines), tb, v)
+    assert v.rows[0].status == "fail" and "Error unpacking image" in v.rows[0].detail
+    v = Verdict("t", "team")
+    assert check_docker_load(_LoadStreamFixture(lines[:1]), tb, v) and v.rows[0].status == "pass"
+
+
+def test_a_docker29_index_with_attestations_and_referrers_resolves_to_the_image():
+    """FIXTURE from the OCI image-layout spec as Docker 29.1 writes it (moby tarexport with the
+    containerd store): the whole index, an attestation manifest (unknown/unknown), a referrer
+    (a signature with `subject`) whose blob is absent, and manifest.json for the host platform."""
+    from amoskit.tarball.layout import resolve_image
+    from amoskit.tarball.scan import Member, Scan
+    layer = _tar_of({"workspace/run_inference.py": b"print()\n"})
+    import hashlib
+    diff = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [diff]}}).encode()
+    cfg = _sha(config)
+    manifest = json.dumps({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                           "config": {"digest": cfg}, "layers": [{"digest": diff}]}).encode()
+    attest = json.dumps({"config": {"digest": cfg}, "layers": []}).encode()
+    nested = json.dumps({"manifests": [
+        {"digest": _sha(manifest), "platform": {"os": "linux", "architecture": "amd64"}},
+        {"digest": _sha(attest), "platform": {"os": "unknown", "architecture": "unknown"},
+         "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+        {"digest": "sha256:" + "a" * 64, "platform": {"os": "linux", "architecture": "arm64"}}]}).encode()
+    index = json.dumps({"manifests": [
+        {"digest": _sha(nested), "annotations": {"io.containerd.image.name": "docker.io/library/team:latest"}},
+        {"digest": "sha256:" + "b" * 64, "artifactType": "application/vnd.dev.cosign.simplesigning.v1+json",
+         "subject": {"digest": _sha(nested)}}]}).encode()
+    blobs = {config: cfg, manifest: _sha(manifest), attest: _sha(attest), nested: _sha(nested)}
+    scan = Scan()
+    for data, digest in blobs.items():
+        name = "blobs/sha256/" + digest[7:]
+        scan.members[name] = Member(name, len(data), "file", sha256=digest, data=data)
+    lname = "blobs/sha256/" + diff[7:]
+    scan.members[lname] = Member(lname, len(layer), "file", sha256=diff, diff_id=diff,
+                                 layer=scan_layer_tar(io.BytesIO(layer), "l"))
+    scan.members["index.json"] = Member("index.json", len(index), "file", data=index)
+    scan.members["oci-layout"] = Member("oci-layout", 2, "file", data=b"{}")
+    img = resolve_image(scan)                      # no manifest.json: from the index alone
+    assert img.config_digest == cfg and [m.diff_id for m in img.layers] == [diff]
+    assert img.tags == ["team:latest"] and img.target_digest == _sha(nested)
+    assert not img.problems, img.problems

@@ -48,9 +48,11 @@ def check_daemon(daemon_mode: str, stack: ExitStack, v: Verdict, image_store: st
             if daemon_mode == "throwaway":
                 v.add(LOAD, "daemon", "fail", f"throwaway dockerd could not start: {exc}")
                 return None
-            v.add(LOAD, "daemon", "warn", f"load NOT clean: no throwaway dockerd ({exc}); "
-                                          f"loading into the shared engine, where the layers may "
-                                          f"already exist")
+            v.add(LOAD, "daemon", "warn", f"SHARED-DAEMON MODE: no throwaway dockerd ({exc}); "
+                                          f"loading into your own engine, which does not re-read "
+                                          f"layers it already holds (the offline layer digests "
+                                          f"above prove the file's content instead). For the "
+                                          f"clean room run it as root: `sudo make verify-load`")
     from amoskit.daemon import connect
     client, reason = connect.try_connect(timeout=3600)
     if client is None:
