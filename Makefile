@@ -2,6 +2,13 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# Your own values, remembered by `make config VAR=value` in the git-ignored local.mk, come first;
+# tests and CI set AMOSKIT_NO_LOCAL_MK=1 and never read it. The command line still wins.
+LOCAL_MK ?= local.mk
+ifeq ($(AMOSKIT_NO_LOCAL_MK),)
+-include $(LOCAL_MK)
+endif
+
 # Each variable's `## text` is its line in `make help`; the values are trimmed below.
 TEAMNAME        ?= demoteam  ## team name registered with AMOS22: lowercase letters only (image and tarball name)
 TASK            ?= task1  ## challenge task, part of the tarball name TEAMNAME-TASK.tar.gz
@@ -28,15 +35,21 @@ TORCH_HOST_VERSION ?= 2.13.0  ## torch of the host virtualenv (and of the offlin
 PYTEST_ARGS     ?=  ## extra pytest arguments for make test, e.g. PYTEST_ARGS='-m "not docker"'
 VENV            ?= .venv  ## host virtualenv of the tools
 
+# The documented variables, and those given on this command line (for make config), read before
+# the trimming below turns every origin into "override".
+CONFIG_VARS := $(shell sed -nE 's/^([A-Z_]+) +\?=.*##.*/\1/p' $(firstword $(MAKEFILE_LIST)))
+CLI_VARS := $(filter-out LOCAL_MK AMOSKIT_NO_LOCAL_MK,$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
+
 # `VAR ?= value  ## text` keeps the spaces before `##` in the value: strip them.
 TRIMMED := TEAMNAME TASK VERSION BASE_IMAGE LOCAL_BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE \
-           WEIGHTS FOLDS CHECKPOINT ENGINE TRAINER_CODE INPUT OUTPUT DIST LABELS SAMPLES TORCH_HOST_VERSION PYTEST_ARGS VENV
+           WEIGHTS FOLDS CHECKPOINT ENGINE TRAINER_CODE INPUT OUTPUT DIST LABELS SAMPLES TORCH_HOST_VERSION PYTEST_ARGS VENV \
+           RUN_TIMEOUT VERIFY_ARGS STORE
 $(foreach v,$(TRIMMED),$(eval override $(v) := $(strip $(value $(v)))))
 PY := $(VENV)/bin/python
 
 export TEAMNAME TASK VERSION BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE DIST WEIGHTS
 
-.PHONY: help setup samples train-demo evaluate-demo base-image wheelhouse build run package \
+.PHONY: help config setup samples train-demo evaluate-demo base-image wheelhouse build run package \
         verify-load validate demo test bench-inference bench-build bench-package bench-kinds kinds-end-to-end nnunet-zoo clean check-teamname
 
 help: ## list targets and variables
@@ -45,6 +58,9 @@ help: ## list targets and variables
 	@echo
 	@echo "Variables (override on the command line, e.g. make build TEAMNAME=myteam):"
 	@grep -hE '^[A-Z_]+ +\?=.*## ' $(MAKEFILE_LIST) | sed -E 's/^([A-Z_]+) +\?= *(.*[^ ]|) *## (.*)/  \1|\3 [default: \2]/' | sed -e 's/\$$(shell cat VERSION)/the VERSION file/' -e "s/\$$(shell sed -n 's.^\([A-Z_]*\) .*contract.py)/\1 in amoskit\/contract.py/" | column -t -s'|'
+
+config: ## remember the variables given with it in local.mk (git-ignored), e.g. make config TEAMNAME=myteam
+	@python3 -m amoskit.local_config '$(LOCAL_MK)' '$(CONFIG_VARS)' $(foreach v,$(CLI_VARS),'$(v)=$($(v))')
 
 check-teamname: ## refuse a TEAMNAME that is not lowercase letters only (before Docker is touched)
 	@python3 -m amoskit.contract teamname '$(TEAMNAME)' $(or $(filter build run package verify-load demo,$(MAKECMDGOALS)),build)

@@ -30,6 +30,7 @@ def tool(module: str) -> list[str]:
 
 
 REQUIRE_DOCKER = os.environ.get("REQUIRE_DOCKER") == "1"
+os.environ["AMOSKIT_NO_LOCAL_MK"] = "1"   # a developer's local.mk (make config) never reaches a test
 TEST_TEAMNAME = "testteam"
 TEST_TORCH_VERSION = "2.13.0"  # the local CPU wheel (never a multi-GB CUDA build in tests)
 LOCAL_BASE_IMAGE = os.environ.get("LOCAL_BASE_IMAGE", "amosseg-base:bookworm")

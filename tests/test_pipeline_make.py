@@ -13,7 +13,7 @@ from conftest import REPO
 
 pytestmark = pytest.mark.pipeline
 
-TARGETS = ["help", "setup", "samples", "train-demo", "evaluate-demo", "bench-inference", "bench-package", "base-image", "wheelhouse", "build", "run", "demo", "test",
+TARGETS = ["help", "config", "setup", "samples", "train-demo", "evaluate-demo", "bench-inference", "bench-package", "base-image", "wheelhouse", "build", "run", "demo", "test",
            "clean", "bench-build", "kinds-end-to-end", "package", "verify-load", "validate", "check-teamname"]
 VARIABLES = ["TEAMNAME", "TASK", "VERSION", "BASE_IMAGE", "TORCH_VERSION", "TORCH_INDEX_URL",
              "WHEELHOUSE", "INPUT", "OUTPUT", "DIST", "LABELS", "VENV", "WEIGHTS", "LOCAL_BASE_IMAGE",
@@ -69,6 +69,27 @@ def test_variable_values_carry_no_trailing_spaces():
     proc = make("-n", "package", "verify-load")
     assert "--dist dist\n" in proc.stdout
     assert "dist/demoteam-task1.tar.gz --teamname demoteam --samples samples/images --labels samples/labels" in proc.stdout
+    assert "--store auto --timeout 3600" in proc.stdout
+
+
+def test_make_config_remembers_variables_for_people_never_for_tests(tmp_path):
+    """TEAMNAME typed once: `make config` writes local.mk, the Makefile reads it before its
+    defaults, the command line still wins, a bad TEAMNAME or unknown variable is refused, and
+    with AMOSKIT_NO_LOCAL_MK=1 (tests, CI) it is not read at all."""
+    local = tmp_path / "local.mk"
+    proc = make("config", "TEAMNAME=abcteam", "RUN_TIMEOUT=900", f"LOCAL_MK={local}")
+    assert proc.returncode == 0, proc.stderr
+    assert "TEAMNAME = abcteam" in local.read_text()
+    person = {"AMOSKIT_NO_LOCAL_MK": ""}
+    out = make("-n", "verify-load", f"LOCAL_MK={local}", env=person).stdout
+    assert "--teamname abcteam" in out and "--timeout 900" in out
+    assert "--teamname cliteam" in make("-n", "package", "TEAMNAME=cliteam", f"LOCAL_MK={local}",
+                                        env=person).stdout
+    assert "--teamname demoteam" in make("-n", "package", f"LOCAL_MK={local}").stdout
+    for bad in ("TEAMNAME=Bad", "NOSUCHVAR=1"):
+        proc = make("config", bad, f"LOCAL_MK={local}")
+        assert proc.returncode == 2 and len(error_lines(proc)) == 1, proc.stderr
+    assert "TEAMNAME = abcteam" in local.read_text()            # nothing lost on a refusal
 
 
 @pytest.mark.parametrize("name", ["MyTeam", "team1", "my-team", "", "my team", "équipe"])
