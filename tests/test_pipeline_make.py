@@ -188,6 +188,42 @@ def test_run_refuses_missing_image(tmp_path, docker_client):
 
 
 @pytest.mark.docker
+def test_a_docker_api_error_during_make_run_is_one_line_without_traceback(tmp_path, docker_client):
+    """A real engine refusal (the image has no `python`: the OCI runtime cannot start it) ends in
+    one line saying what failed and what the engine said, not an SDK traceback."""
+    import io as _io
+    import tarfile as _tarfile
+    buf = _io.BytesIO()
+    with _tarfile.open(fileobj=buf, mode="w") as t:
+        info = _tarfile.TarInfo("hello.txt")
+        info.size = 3
+        t.addfile(info, _io.BytesIO(b"hi\n"))
+    docker_client.api.import_image_from_data(buf.getvalue(), repository="nopythonteam", tag="latest")
+    (tmp_path / "in").mkdir()
+    try:
+        proc = make("run", "TEAMNAME=nopythonteam", f"INPUT={tmp_path / 'in'}",
+                    f"OUTPUT={tmp_path / 'out'}")
+    finally:
+        docker_client.images.remove("nopythonteam:latest", force=True)
+    lines = error_lines(proc)
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: Docker could not start the container of nopythonteam:latest")
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert not docker_client.containers.list(all=True, filters={"ancestor": "nopythonteam:latest"})
+
+
+def test_api_error_lines_name_the_fix():
+    from docker.errors import APIError
+    from amoskit.daemon.connect import api_error_line
+    err = APIError("500 Server Error", explanation="unknown or invalid runtime name: nvidia")
+    line = api_error_line(err, "create the container of t:latest")
+    assert line.startswith("Docker could not create the container of t:latest: unknown or invalid")
+    assert "NVIDIA Container Toolkit" in line and "\n" not in line
+    assert "docker system prune" in api_error_line(APIError("x", explanation="write /var/lib/docker/x: "
+                                                                             "no space left on device"), "load")
+
+
+@pytest.mark.docker
 def test_unavailable_base_image_names_the_offline_fallback(tmp_path, docker_client):
     weights = model_folder(tmp_path)
     base = "amosseg-no-such-base-image:never"

@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from docker.errors import ImageNotFound
+from docker.errors import APIError, ImageNotFound
+from requests.exceptions import RequestException
 from rich.console import Console
 from rich.table import Table
 
@@ -91,10 +92,17 @@ def run(image: str, input_dir: str, output_dir: str) -> int:
                       "NVIDIA Container Toolkit for GPU runs): running on the CPU, much slower "
                       "than on the organisers' RTX 3090")
     start = time.monotonic()
-    container = client.containers.create(**settings)
+    try:
+        container = client.containers.create(**settings)
+    except (APIError, RequestException) as exc:
+        raise RunRefused(daemon.api_error_line(exc, f"create the container of {image}")) from None
     status = 1
     try:
-        container.start()
+        try:
+            container.start()
+        except (APIError, RequestException) as exc:
+            raise RunRefused(daemon.api_error_line(exc, f"start the container of {image}")) \
+                from None
         for chunk in container.logs(stream=True, follow=True):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
@@ -123,6 +131,9 @@ def main(argv=None) -> int:
         return run(a.image, a.input, a.output)
     except RunRefused as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (APIError, RequestException) as exc:      # the engine failed mid-run
+        print(f"error: {daemon.api_error_line(exc, f'run {a.image}')}", file=sys.stderr)
         return 2
 
 
