@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from docker.errors import APIError, DockerException, ImageNotFound
+from requests.exceptions import RequestException
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -297,6 +298,9 @@ def main(argv=None) -> int:
         return 0 if report.size_ok else 1
     except build_context.ContextError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (APIError, DockerException, RequestException) as exc:   # the engine failed mid-build
+        print(f"error: {daemon.api_error_line(exc, f'build {a.teamname}')}", file=sys.stderr)
         return 2
     except SystemExit as exc:
         if isinstance(exc.code, str):
