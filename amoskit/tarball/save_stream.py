@@ -20,32 +20,36 @@ SMALL = 4 << 20          # members up to this size are hashed and kept (manifest
 
 
 class TeeReader(io.RawIOBase):
-    """A file-like view of an iterator of chunks that hands every byte it returns to `sink`."""
+    """A file-like view of an iterator of chunks that hands each chunk to `sink` as it is first
+    needed, whole and in order (no per-read copies: the tar reader reads in 10 KiB steps)."""
 
     def __init__(self, chunks: Iterator[bytes], sink: Callable[[bytes], None]):
         self.chunks = chunks
         self.sink = sink
-        self.buf = b""
+        self.buf = memoryview(b"")
+        self.pos = 0
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
-        while not self.buf:
+        while self.pos >= len(self.buf):
             try:
-                self.buf = next(self.chunks)
+                chunk = next(self.chunks)
             except StopIteration:
                 return 0
-        n = min(len(b), len(self.buf))
-        b[:n] = self.buf[:n]
-        self.sink(self.buf[:n])
-        self.buf = self.buf[n:]
+            self.sink(chunk)
+            self.buf, self.pos = memoryview(chunk), 0
+        n = min(len(b), len(self.buf) - self.pos)
+        b[:n] = self.buf[self.pos:self.pos + n]
+        self.pos += n
         return n
 
     def drain(self) -> None:
         """Pass on whatever the tar reader did not need (end-of-archive padding)."""
-        while self.readinto(bytearray(1 << 20)):
-            pass
+        self.pos = len(self.buf)
+        for chunk in self.chunks:
+            self.sink(chunk)
 
 
 @dataclass
@@ -75,14 +79,22 @@ def read_save_stream(chunks: Iterator[bytes], sink: Callable[[bytes], None],
     """Walk the tar stream (members hashed when small), feeding every byte to sink."""
     tee = TeeReader(chunks, sink)
     small: dict[str, tuple[str, bytes]] = {}   # name -> (sha256, data)
-    with tarfile.open(fileobj=tee, mode="r|") as tar:
-        for m in tar:
-            if not m.isfile() or m.size > SMALL:
-                continue                       # the tar reader skips the body, still teed
-            data = tar.extractfile(m).read()
-            small[m.name.removeprefix("./")] = ("sha256:" + hashlib.sha256(data).hexdigest(), data)
-    tee.drain()
-    return describe(small, ref)
+    problem = ""
+    try:
+        with tarfile.open(fileobj=tee, mode="r|") as tar:
+            for m in tar:
+                if not m.isfile() or m.size > SMALL:
+                    continue                   # the tar reader skips the body, still teed
+                data = tar.extractfile(m).read()
+                small[m.name.removeprefix("./")] = ("sha256:" + hashlib.sha256(data).hexdigest(),
+                                                    data)
+    except (tarfile.TarError, EOFError) as exc:
+        problem = f"the saved stream is not a tar this tool can read ({exc})"
+    tee.drain()                                # every byte still reaches the file
+    saved = describe(small, ref)
+    if problem:
+        saved.problems.insert(0, problem)
+    return saved
 
 
 def describe(small: dict[str, tuple[str, bytes]], ref: str) -> SavedImage:
