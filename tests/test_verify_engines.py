@@ -128,3 +128,34 @@ def test_a_file_saved_by_20_10_loads_on_26_and_one_saved_by_26_on_20_10(dind, on
         assert row(data, check)["status"] == "pass", (row(data, check), proc.stdout[-2000:])
     assert "Docker 20.10" in row(data, "daemon")["detail"]
     assert "config digest" in row(data, "tag resolves")["detail"]
+
+
+def test_a_flipped_byte_in_a_layer_of_a_file_saved_by_26_is_caught(on_26, built_image, tmp_path):
+    """The file Docker 26 (containerd store, OCI layout) saved, one byte flipped in the middle of
+    its largest layer blob, recompressed with a matching .sha256: integrity fails, nothing is
+    loaded. (tests/test_package_roundtrip.py does the same to a file saved by 20.10.)"""
+    import tarfile
+    from test_package_roundtrip import pigz
+    tb26, _, _ = on_26
+    plain = tmp_path / "saved.tar"
+    with open(plain, "wb") as out:
+        subprocess.run(["pigz", "-d", "-c", str(tb26)], stdout=out, check=True)
+    with tarfile.open(plain, "r:") as outer:
+        entry = json.load(outer.extractfile("manifest.json"))[0]
+        biggest = max((outer.getmember(p) for p in entry["Layers"]), key=lambda m: m.size)
+        offset = biggest.offset_data + biggest.size // 2
+    with open(plain, "r+b") as fh:
+        fh.seek(offset)
+        b = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    tb = pigz(plain, tmp_path / tb26.name)
+    plain.unlink()
+    proc = subprocess.run([*tool("amoskit.verbs.verify_load"), str(tb), "--teamname",
+                           built_image.teamname, "--offline"], capture_output=True, text=True,
+                          timeout=1800)
+    data = verdict(tb)
+    failed = {r["check"] for r in data.get("rows", []) if r["status"] == "fail"}
+    assert proc.returncode == 1 and failed & {"layer digest", "blob digest"}, \
+        (failed, proc.stdout[-2000:])
+    assert row(data, "sha256")["status"] == "pass" and row(data, "gzip stream")["status"] == "pass"
