@@ -314,23 +314,13 @@ def row_of(data: dict, check: str) -> dict:
 
 
 # --------------------------------------------------------------------------- save stream facts
-def _tar_of(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            t.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _sha(data: bytes) -> str:
     import hashlib
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _saved_members(layout: str):
-    layer = _tar_of({"etc/x": b"x" * 5000})
+    layer = tar_bytes({"etc/x": b"x" * 5000})
     config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [_sha(layer)]}}).encode()
     cfg = _sha(config)[7:]
     if layout == "classic":
@@ -357,7 +347,7 @@ def test_save_stream_measures_config_and_target_and_passes_every_byte_on(layout)
     containerd store the engine's Id is the manifest digest), and writes the stream unchanged."""
     from amoskit.tarball.save_stream import read_save_stream
     members, cfg, manifest = _saved_members(layout)
-    blob = _tar_of(members)
+    blob = tar_bytes(members)
     written = bytearray()
     chunks = (blob[i:i + 777] for i in range(0, len(blob), 777))
     saved = read_save_stream(chunks, written.extend, "team:latest")
@@ -373,7 +363,7 @@ def test_save_stream_reports_a_config_that_does_not_match_its_name():
     from amoskit.tarball.save_stream import read_save_stream
     members, cfg, _ = _saved_members("classic")
     members[f"{cfg}.json"] += b" "
-    saved = read_save_stream(iter([_tar_of(members)]), lambda b: None, "team:latest")
+    saved = read_save_stream(iter([tar_bytes(members)]), lambda b: None, "team:latest")
     assert saved.problems and "not its name" in saved.problems[0]
 
 
@@ -621,7 +611,7 @@ def test_a_docker29_index_with_attestations_and_referrers_resolves_to_the_image(
     (a signature with `subject`) whose blob is absent, and manifest.json for the host platform."""
     from amoskit.tarball.layout import resolve_image
     from amoskit.tarball.scan import Member, Scan
-    layer = _tar_of({"workspace/run_inference.py": b"print()\n"})
+    layer = tar_bytes({"workspace/run_inference.py": b"print()\n"})
     import hashlib
     diff = "sha256:" + hashlib.sha256(layer).hexdigest()
     config = json.dumps({"architecture": "amd64", "os": "linux",
