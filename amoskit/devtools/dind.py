@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 SUITE = "trixie"
-# libffi8: the host interpreter's ctypes (mounted in, see python_prefix)
-PACKAGES = "docker.io,iptables,ca-certificates,pigz,util-linux,procps,libffi8"
+# docker-cli: verify-load runs the organisers' line with the CLI; libffi8: the host
+# interpreter's ctypes (mounted in, see python_prefix)
+PACKAGES = "docker.io,docker-cli,iptables,ca-certificates,pigz,util-linux,procps,libffi8"
 IMAGE = f"amoskit-dind:{SUITE}-{hashlib.sha256(PACKAGES.encode()).hexdigest()[:8]}"
 
 
@@ -93,6 +94,9 @@ class DockerInDocker:
                 cap_add=["ALL"], cap_drop=["SYS_RESOURCE"],
                 security_opt=["seccomp=unconfined", "apparmor=unconfined"],
                 tmpfs={"/run": ""}, volumes=volumes, cgroupns="host",
+                # an init as PID 1 reaps the containerd shims that the throwaway daemon's
+                # containers leave to it (dockerd as PID 1 would keep them as zombies)
+                init=True,
                 name=f"amoskit-dind-{os.getpid()}")
             self._wait()
         except BaseException:

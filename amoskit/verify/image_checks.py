@@ -223,8 +223,9 @@ def check_secrets(img: Image, fs: FS, v: Verdict) -> None:
               + "; ".join(hits[:3]) + (" ..." if len(hits) > 3 else "")
               + " - remove them and rebuild (.dockerignore)", files=hits)
     else:
-        v.add(CONTENTS, "secrets", "pass", "no private keys, cloud credentials or .env secrets "
-                                           "(checked by content)")
+        v.add(CONTENTS, "secrets", "pass", "no private keys, cloud or service tokens (detect-secrets "
+                                           "rules, Hugging Face, GCP) or .env secrets in any text "
+                                           "file (checked by content)")
 
 
 def check_git_env(paths: set[str], v: Verdict) -> None:
