@@ -101,7 +101,8 @@ def test_no_compiler_pip_cache_wheels_git_or_tests(contents):
     assert ours["pip_cache"] == []
     assert sorted(set(ours["wheels"]) - set(base["wheels"])) == []  # the base's own python-wheels aside
     assert ours["git"] == []
-    assert ours["tests"] == []
+    # numpy.testing imports numpy._core.tests (and scipy imports numpy.testing): the one kept
+    assert [t for t in ours["tests"] if not t.endswith("/numpy/_core/tests")] == []
 
 
 class _Chunks:

@@ -4,7 +4,8 @@ containerd image store (amoskit.devtools.dind), next to the host's Docker 20.10.
 On the containerd store an image's Id is its manifest digest and `docker save` writes an OCI
 layout: the package manifest must still record the config digest, and verify-load, run inside
 that container so that its throwaway daemon is Docker 26's own dockerd, must pass the file.
-Files saved by either engine verify on the other (load steps; the runs are checked once, on 26).
+Files saved by either engine verify on the other (load steps, on a small image: the runs are
+checked once, on 26, with the real one).
 """
 from __future__ import annotations
 
@@ -61,15 +62,36 @@ def on_26(dind, built_image, tmp_path_factory):
     return tb, json.loads(Path(f"{tb}.manifest.json").read_text()), proc.stdout
 
 
+SMALL_TEAM = "crossteam"
+
+
 @pytest.fixture(scope="module")
-def on_20(built_image, tmp_path_factory):
-    """The same image packaged on the host's Docker 20.10 (classic store, classic layout)."""
-    dist = tmp_path_factory.mktemp("dist20")
-    proc = subprocess.run([*tool("amoskit.verbs.package"), "--teamname", built_image.teamname,
-                           "--task", TASK, "--dist", str(dist)], capture_output=True, text=True,
-                          timeout=1800)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return dist / f"{built_image.teamname}-{TASK}.tar.gz"
+def small_files(docker_client, local_base_image, dind, tmp_path_factory):
+    """A small image (the local base plus a script), packaged on 20.10 and on 26: the files that
+    cross engines. Their size does not matter to what crosses, so they are kept small."""
+    ctx = tmp_path_factory.mktemp("crossctx")
+    (ctx / "run_inference.py").write_text("print('device: cpu (test image)')\n")
+    (ctx / "Dockerfile").write_text(f"FROM {local_base_image}\nWORKDIR /workspace\n"
+                                    f"COPY run_inference.py /workspace/\n")
+    docker_client.images.build(path=str(ctx), tag=f"{SMALL_TEAM}:latest", rm=True)
+    files = {}
+    try:
+        for engine, env in (("20", {}), ("26", {"DOCKER_HOST": dind.url})):
+            if engine == "26":
+                save = subprocess.Popen(["docker", "save", f"{SMALL_TEAM}:latest"],
+                                        stdout=subprocess.PIPE)
+                load = subprocess.run(["docker", "load"], stdin=save.stdout,
+                                      env={**os.environ, **env}, capture_output=True, timeout=600)
+                assert save.wait() == 0 and load.returncode == 0, load.stderr
+            dist = tmp_path_factory.mktemp(f"cross{engine}")
+            proc = subprocess.run([*tool("amoskit.verbs.package"), "--teamname", SMALL_TEAM,
+                                   "--dist", str(dist), "--quiet"], env={**os.environ, **env},
+                                  capture_output=True, text=True, timeout=900)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            files[engine] = dist / f"{SMALL_TEAM}-{TASK}.tar.gz"
+    finally:
+        docker_client.images.remove(f"{SMALL_TEAM}:latest", force=True)
+    return files
 
 
 def verify_in_dind(dind, tarball: Path, team: str, samples: Path, labels: Path | None = None):
@@ -107,21 +129,25 @@ def test_verify_load_passes_on_docker26_containerd(dind, on_26, built_image, sam
     assert row(data, "package manifest")["status"] == "pass"
     assert row(data, "organisers' line")["status"] == "pass"
     # nothing of the throwaway daemon is left inside the engine's container
-    left = dind.exec(["sh", "-c", "ls /tmp; pgrep -c dockerd; pgrep -c containerd"]).stdout.split()
-    assert left == ["1", "1"], left
+    left = dind.exec(["sh", "-c", "ls -d /tmp/tdk-* 2>/dev/null | wc -l; pgrep -c dockerd; "
+                                  "pgrep -c containerd; ls /sys/fs/cgroup/memory 2>/dev/null | "
+                                  "grep -c amoskit-verify"]).stdout.split()
+    assert left == ["0", "1", "1", "0"], left      # no daemon root; only the engine's own daemons
 
 
-def test_a_file_saved_by_20_10_loads_on_26_and_one_saved_by_26_on_20_10(dind, on_20, on_26,
-                                                                       built_image, tmp_path):
+def test_a_file_saved_by_20_10_loads_on_26_and_one_saved_by_26_on_20_10(dind, small_files,
+                                                                       tmp_path):
     empty = tmp_path / "no-samples"
     empty.mkdir()
-    rc, data, out = verify_in_dind(dind, on_20, built_image.teamname, empty)
+    rc, data, out = verify_in_dind(dind, small_files["20"], SMALL_TEAM, empty)
     for check in LOAD_ROWS:
         assert row(data, check)["status"] == "pass", (row(data, check), out[-2000:])
     assert "containerd image store" in row(data, "daemon")["detail"]
-    tb26, _, _ = on_26
+    assert "layers compared" in row(data, "tag resolves")["detail"]   # containerd's own manifest
+    tb26 = small_files["26"]
+    assert json.loads(Path(f"{tb26}.manifest.json").read_text())["saved_layout"] == "oci"
     proc = subprocess.run([*tool("amoskit.verbs.verify_load"), str(tb26), "--teamname",
-                           built_image.teamname, "--samples", str(empty)], capture_output=True,
+                           SMALL_TEAM, "--samples", str(empty)], capture_output=True,
                           text=True, timeout=3000, env={**os.environ, "COLUMNS": "200"})
     data = verdict(tb26)
     for check in LOAD_ROWS:
@@ -130,13 +156,13 @@ def test_a_file_saved_by_20_10_loads_on_26_and_one_saved_by_26_on_20_10(dind, on
     assert "config digest" in row(data, "tag resolves")["detail"]
 
 
-def test_a_flipped_byte_in_a_layer_of_a_file_saved_by_26_is_caught(on_26, built_image, tmp_path):
-    """The file Docker 26 (containerd store, OCI layout) saved, one byte flipped in the middle of
+def test_a_flipped_byte_in_a_layer_of_a_file_saved_by_26_is_caught(small_files, tmp_path):
+    """A file Docker 26 (containerd store, OCI layout) saved, one byte flipped in the middle of
     its largest layer blob, recompressed with a matching .sha256: integrity fails, nothing is
     loaded. (tests/test_package_roundtrip.py does the same to a file saved by 20.10.)"""
     import tarfile
     from test_package_roundtrip import pigz
-    tb26, _, _ = on_26
+    tb26 = small_files["26"]
     plain = tmp_path / "saved.tar"
     with open(plain, "wb") as out:
         subprocess.run(["pigz", "-d", "-c", str(tb26)], stdout=out, check=True)
@@ -152,7 +178,7 @@ def test_a_flipped_byte_in_a_layer_of_a_file_saved_by_26_is_caught(on_26, built_
     tb = pigz(plain, tmp_path / tb26.name)
     plain.unlink()
     proc = subprocess.run([*tool("amoskit.verbs.verify_load"), str(tb), "--teamname",
-                           built_image.teamname, "--offline"], capture_output=True, text=True,
+                           SMALL_TEAM, "--offline"], capture_output=True, text=True,
                           timeout=1800)
     data = verdict(tb)
     failed = {r["check"] for r in data.get("rows", []) if r["status"] == "fail"}

@@ -55,6 +55,7 @@ class MemoryBound:
                         f"bounded below this host's RAM")
             return self
         try:
+            self.remove_stale()
             if self.v2:
                 if "memory" not in (self.root / "cgroup.subtree_control").read_text().split():
                     raise OSError("the memory controller is not enabled for child cgroups")
@@ -83,14 +84,33 @@ class MemoryBound:
         self.parent = "/" + self.name
         return self
 
+    def _dirs(self, name: str) -> list[Path]:
+        """The cgroup folders called name: v2 one, v1 one per controller the engine used."""
+        if self.v2:
+            return [self.root / name]
+        return sorted({p.resolve() for p in self.root.glob(f"*/{name}")})
+
+    def remove_stale(self) -> None:
+        """Bounds of earlier runs that were killed (their verify-load pid is gone)."""
+        prefix = self.name.rsplit("-", 1)[0] + "-"
+        pattern = f"{prefix}*" if self.v2 else f"*/{prefix}*"
+        for d in self.root.glob(pattern):
+            pid = d.name.removeprefix(prefix)
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                self._remove([d], tries=1)
+
     def __exit__(self, *exc) -> None:
         """Remove the cgroup (and what the engine made under the same name in other v1
-        controllers), once the containers in it are gone."""
-        dirs = list(self.made)
-        if not self.v2:
-            dirs += [p for p in self.root.glob(f"*/{self.name}") if p not in dirs]
+        controllers), once the containers in it are gone (their own cgroups go a moment after
+        they exit: up to 30 s is waited for)."""
+        self._remove(list(dict.fromkeys(self.made + self._dirs(self.name))), tries=120)
+        self.made = []
+        self.parent = ""
+
+    @staticmethod
+    def _remove(dirs: list[Path], tries: int) -> None:
         for d in dirs:
-            for _ in range(20):
+            for _ in range(tries):
                 try:
                     for child in sorted(d.iterdir()):     # leftover empty child cgroups
                         if child.is_dir():
@@ -101,5 +121,3 @@ class MemoryBound:
                     break
                 except OSError:
                     time.sleep(0.25)
-        self.made = []
-        self.parent = ""

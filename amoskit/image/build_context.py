@@ -242,4 +242,5 @@ def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = 
     sizes = {"weights": sum(p.stat().st_size for p, _ in weight_files),
              "inference": sum(p.stat().st_size for p, _ in code_files)}
     return Context(write_tar(files, workdir, "runtime"), RUNTIME_DOCKERFILE,
-                   {"FOLDS": folds, "CHECKPOINT": checkpoint, "ENGINE": engine}, sizes, staged)
+                   {"FOLDS": folds, "CHECKPOINT": checkpoint, "ENGINE": engine,
+                    "TRAINERS": "trainers"}, sizes, staged)

@@ -137,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     except runs.VerifyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return report(v, contract.SubmissionFiles.of(args.tarball, args.teamname, args.task))
+    try:
+        return report(v, contract.SubmissionFiles.of(args.tarball, args.teamname, args.task))
+    except KeyboardInterrupt:          # stopped while writing the verdict: say so, no traceback
+        print("error: interrupted while writing the verdict", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
