@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Callable
 
 from amoskit import REPO
+from amoskit.devtools import nnunet_zoo
 
 OLD_NNUNET = "2.2.1"
 TRAINER_SRC = Path(__file__).with_name("nnUNetTrainer_zoo_old.py")
@@ -90,10 +91,10 @@ class StepFailed(RuntimeError):
 
 
 @dataclass
-class Ctx:
-    out: Path
-    zoo: Path
-    log: Path | None = None
+class Ctx(nnunet_zoo.Ctx):
+    """nnunet_zoo's folders (raw, preprocessed, results, done, env) under `out`, plus the old
+    nnunetv2's own virtualenv and the current zoo it takes its data from."""
+    zoo: Path = Path()
 
     @property
     def venv(self) -> Path:
@@ -104,32 +105,12 @@ class Ctx:
         return self.venv / "bin"
 
     @property
-    def raw(self) -> Path:
-        return self.out / "nnUNet_raw"
-
-    @property
-    def preprocessed(self) -> Path:
-        return self.out / "nnUNet_preprocessed"
-
-    @property
-    def results(self) -> Path:
-        return self.out / "nnUNet_results"
-
-    @property
-    def done(self) -> Path:
-        return self.out / ".done"
-
-    @property
     def model_folder(self) -> Path:
         return self.results / DATASET / f"{TRAINER}__{PLANS}__{CONFIGURATION}"
 
     @property
     def reference(self) -> Path:
         return self.out / "reference" / REFERENCE
-
-    def env(self) -> dict[str, str]:
-        return {"nnUNet_raw": str(self.raw), "nnUNet_preprocessed": str(self.preprocessed),
-                "nnUNet_results": str(self.results)}
 
 
 def tool_env(ctx: Ctx, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -247,7 +228,7 @@ def zoo_source(ctx: Ctx) -> tuple[Path, str]:
     """The current zoo's phantoms, or the same ones made with its recipe when that zoo is absent."""
     if (ctx.zoo / "nnUNet_raw" / ZOO_DS / "dataset.json").is_file() and (ctx.zoo / "inputs_nnunet").is_dir():
         return ctx.zoo, f"copied from {ctx.zoo}"
-    from amoskit.devtools import nnunet_zoo  # same seeds, scale and names: same bytes
+    # nnunet_zoo's own data step: same seeds, scale and names, so the same bytes
     made = ctx.out / "extra" / "zoo_data"
     fresh(made)
     nnunet_zoo.step_data(nnunet_zoo.Ctx(made))
@@ -452,7 +433,7 @@ def exclusive(out: Path):
 
 
 def build(out: Path, zoo: Path = DEFAULT_ZOO) -> int:
-    ctx = Ctx(out.resolve(), zoo.resolve())
+    ctx = Ctx(out.resolve(), zoo=zoo.resolve())
     with exclusive(ctx.out):
         prepare_out(ctx, fingerprint())
         todo = pending_steps(ctx)
