@@ -76,11 +76,23 @@ def normalise_tag(ref: str) -> str:
     return ref
 
 
+def tag_target(index: dict, ref: str) -> str:
+    """The digest index.json gives for `ref` (containerd's or OCI's name annotation)."""
+    for desc in index.get("manifests") or []:
+        ann = desc.get("annotations") or {}
+        for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+            name = ann.get(key)
+            if name and normalise_tag(name) in (ref, ref.removesuffix(":latest")):
+                return desc.get("digest", "")
+    return ""
+
+
 def resolve_image(scan: Scan) -> Image:
     """Find the image's config and ordered layers, checking every digest on the way."""
     problems: list[tuple[str, str]] = []
     tags: list[str] = []
     oci_manifest = None
+    index: dict = {}
     if "index.json" in scan.members:
         index = _json(scan, "index.json")
         if "oci-layout" not in scan.members:
@@ -148,8 +160,5 @@ def resolve_image(scan: Scan) -> Image:
             problems.append(("layer digest", f"layer {i + 1} ({m.name}) hashes to "
                                              f"{m.diff_id[:19]}..., config expects "
                                              f"{want[:19]}...: the layer was altered"))
-    target = ""
-    if "index.json" in scan.members and tags:
-        from amoskit.tarball.save_stream import tag_target
-        target = tag_target(_json(scan, "index.json"), tags[0])
+    target = tag_target(index, tags[0]) if index and tags else ""
     return Image(layout, tags, expected, config, layer_paths, layers, problems, target)

@@ -16,6 +16,8 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from amoskit.tarball.layout import tag_target
+
 SMALL = 4 << 20          # members up to this size are hashed and kept (manifests, configs)
 
 
@@ -60,18 +62,6 @@ class SavedImage:
     layer_diff_ids: list[str] = field(default_factory=list)
     target_digest: str = ""            # index.json's descriptor for the tag (OCI layout only)
     problems: list[str] = field(default_factory=list)
-
-
-def tag_target(index: dict, ref: str) -> str:
-    """The digest index.json gives for `ref` (containerd's or OCI's name annotation)."""
-    from amoskit.tarball.layout import normalise_tag
-    for desc in index.get("manifests") or []:
-        ann = desc.get("annotations") or {}
-        for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
-            name = ann.get(key)
-            if name and normalise_tag(name) in (ref, ref.removesuffix(":latest")):
-                return desc.get("digest", "")
-    return ""
 
 
 def read_save_stream(chunks: Iterator[bytes], sink: Callable[[bytes], None],

@@ -63,8 +63,9 @@ BASE64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 
 
 @lru_cache(maxsize=1)
-def token_rules() -> tuple[tuple[str, re.Pattern], ...]:
-    """(kind, bytes regex) for each pattern of the chosen detect-secrets plugins."""
+def token_rules() -> tuple[tuple[str, tuple | None, re.Pattern], ...]:
+    """(kind as the verdict names it, its gate, bytes regex) for each pattern of the chosen
+    detect-secrets plugins."""
     from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     plugins = get_mapping_from_secret_type_to_class()
     missing = set(TOKEN_PLUGINS) - {c.__name__ for c in plugins.values()}
@@ -75,7 +76,7 @@ def token_rules() -> tuple[tuple[str, re.Pattern], ...]:
     for kind, cls in sorted(plugins.items()):
         if cls.__name__ in TOKEN_PLUGINS:
             for pattern in cls.denylist:
-                rules.append((SAME_AS_OURS.get(kind, kind),
+                rules.append((SAME_AS_OURS.get(kind, kind), GATES.get(kind),
                               re.compile(pattern.pattern.encode(), pattern.flags & re.I)))
     return tuple(rules)
 
@@ -92,9 +93,8 @@ def _real(match: re.Match) -> bool:
     return not inside and not PLACEHOLDER.search(match.group(0))
 
 
-def _matches(kind: str, rule: re.Pattern, data: bytes):
-    """The rule's matches in data, looked for only where the kind's gate allows."""
-    gate = GATES.get({v: k for k, v in SAME_AS_OURS.items()}.get(kind, kind))
+def _matches(gate: tuple | None, rule: re.Pattern, data: bytes):
+    """The rule's matches in data, looked for only where its kind's gate allows."""
     if gate is None:
         yield from rule.finditer(data)
     elif isinstance(gate[0], bytes):
@@ -122,8 +122,8 @@ def secrets_in(name: str, data: bytes) -> list[str]:
     if any(_real(m) and (m.start() == 0 or data[m.start() - 1:m.start()] != b"_")
            for m in HUGGING_FACE.finditer(data)):
         found.append("Hugging Face token")
-    for kind, rule in token_rules():
-        if kind not in found and any(_real(m) for m in _matches(kind, rule, data)):
+    for kind, gate, rule in token_rules():
+        if kind not in found and any(_real(m) for m in _matches(gate, rule, data)):
             found.append(kind)
     base = posixpath.basename(name)
     if (base == ".env" or base.startswith(".env.") or base.endswith(".env")) and \

@@ -176,8 +176,8 @@ def torch_builds(fs: FS) -> list[tuple[str, str, str | None]]:
     """(path, torch version, CUDA version or None) of every torch in the merged filesystem,
     from its torch/version.py (kept while the layers streamed past)."""
     out = []
-    for path, e in sorted(fs.items()):
-        if path.endswith(KEEP_TEXT_SUFFIX) and e.text is not None:
+    for path, e in sorted((p, e) for p, e in fs.items() if p.endswith(KEEP_TEXT_SUFFIX)):
+        if e.text is not None:
             text = e.text.decode("utf-8", "replace")
             ver, cuda = TORCH_VERSION_RE.search(text), TORCH_CUDA_RE.search(text)
             out.append((path.removesuffix("/version.py"), ver.group(1) if ver else "?",
