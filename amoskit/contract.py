@@ -34,6 +34,7 @@ class SubmissionFiles:
     paper: Path        # TEAMNAME-TASK.pdf: the short paper sent with it
     report_md: Path    # verify-load's verdict, Markdown
     report_json: Path  # verify-load's verdict, JSON
+    report_html: Path  # verify-load's verdict with the pictures inside, one self-contained page
     report_dir: Path   # verify-load's logs, outputs and preview pictures
 
     @classmethod
@@ -44,6 +45,7 @@ class SubmissionFiles:
         return cls(tarball=tarball, sha256=Path(f"{tarball}.sha256"),
                    manifest=Path(f"{tarball}.manifest.json"), paper=d / f"{team}-{task}.pdf",
                    report_md=d / f"{stem}.verify.md", report_json=d / f"{stem}.verify.json",
+                   report_html=d / f"{stem}.verify.html",
                    report_dir=d / f"{stem}.verify")
 
     @classmethod
@@ -61,6 +63,15 @@ AMOS_LABELS: dict[int, str] = {
     15: "prostate/uterus",
 }
 AMOS_LABEL_IDS: dict[str, int] = {name: i for i, name in AMOS_LABELS.items()}  # dataset.json form
+
+# --------------------------------------------------------------------------- scoring
+# AMOS22 ranks on Dice and normalized surface Dice (NSD), but its evaluation page does not keep
+# the tolerance (its link to the metrics code is lost, and the organisers' repository has no
+# evaluation code). 1 mm is the convention of the NSD reference code's lineage (MSD's "surface
+# Dice at 1 mm", FLARE21) and the strictest common choice; every report says which was used.
+NSD_TOLERANCE_MM = 1.0
+NSD_TOLERANCE_SOURCE = ("AMOS22 does not publish its tolerance; 1 mm as in MSD and FLARE21, "
+                        "set another with --nsd-tolerance-mm")
 
 # --------------------------------------------------------------------------- the server
 SERVER_CPUS = 4

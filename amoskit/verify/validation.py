@@ -5,7 +5,8 @@ origin or a label the model does not have costs points silently. Used by `make v
 (amoskit.verbs.validate) and by verify-load on the container's output. Checks per case: exactly one output with the same name
 (no extra files), readable, same size/origin/spacing/direction as the input, an integer pixel
 type, labels within the model's dataset.json (AMOS: 0..15), a warning when everything is
-background, and Dice per organ against a reference label map of the same name.
+background, and Dice and normalized surface Dice (NSD, amoskit.surface_dice) per organ against a
+reference label map of the same name: AMOS22 ranks on both.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from amoskit import contract, metrics
+from amoskit import contract, metrics, surface_dice
 
 GEOMETRY_ATOL = 1e-4
 INTEGER_TYPES = {sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
@@ -35,6 +36,8 @@ class CaseResult:
     labels_found: list[int] = field(default_factory=list)
     dice: dict[str, float] = field(default_factory=dict)  # label name -> Dice
     mean_dice: float | None = None
+    nsd: dict[str, float] = field(default_factory=dict)   # label name -> NSD at the tolerance
+    mean_nsd: float | None = None
 
     def fail(self, msg: str) -> None:
         self.problems.append(msg)
@@ -51,6 +54,8 @@ class CaseResult:
             worst = min(self.dice.items(), key=lambda kv: kv[1]) if self.dice else None
             parts.append(f"mean Dice {self.mean_dice:.3f}" +
                          (f" (lowest {worst[0]} {worst[1]:.3f})" if worst else ""))
+        if self.mean_nsd is not None:
+            parts.append(f"mean NSD {self.mean_nsd:.3f}")
         if not self.problems and self.dtype:
             parts.append(f"{self.dtype}, labels {self.labels_found}")
         return "; ".join(parts)
@@ -65,6 +70,13 @@ class Report:
     allowed_labels: dict[str, int]
     set_problems: list[str] = field(default_factory=list)
     cases: list[CaseResult] = field(default_factory=list)
+    nsd_tolerance_mm: float = contract.NSD_TOLERANCE_MM
+
+    def scoring(self) -> str:
+        """How the scores were computed, said wherever they are shown."""
+        return (f"DSC: Dice per organ. NSD: normalized surface Dice at {self.nsd_tolerance_mm:g} mm "
+                f"({contract.NSD_TOLERANCE_SOURCE}). An organ absent from both prediction and "
+                f"reference is not scored; present in only one it scores 0.")
 
     @property
     def status(self) -> str:
@@ -132,7 +144,16 @@ def dice_scores(pred: np.ndarray, ref: np.ndarray, names: dict[int, str]) -> dic
     return {names.get(lab, str(lab)): d for lab, d in metrics.dice_per_label(pred, ref).items()}
 
 
-def check_case(inp: Path, out: Path, ref: Path | None, allowed: dict[str, int]) -> CaseResult:
+def nsd_scores(pred: np.ndarray, ref: np.ndarray, spacing_xyz, names: dict[int, str],
+               tolerance_mm: float) -> dict[str, float]:
+    """NSD by organ name, under the same rule as Dice."""
+    zyx = tuple(float(s) for s in reversed(spacing_xyz))
+    return {names.get(lab, str(lab)): d
+            for lab, d in surface_dice.nsd_per_label(pred, ref, zyx, tolerance_mm).items()}
+
+
+def check_case(inp: Path, out: Path, ref: Path | None, allowed: dict[str, int],
+               tolerance_mm: float = contract.NSD_TOLERANCE_MM) -> CaseResult:
     res = CaseResult(inp.name)
     if not out.exists():
         res.fail("no output file")
@@ -173,17 +194,22 @@ def check_case(inp: Path, out: Path, ref: Path | None, allowed: dict[str, int]) 
             res.warn("reference has another size: Dice skipped")
             return res
         names = {v: k for k, v in allowed.items()}
-        res.dice = dice_scores(arr, sitk.GetArrayViewFromImage(ref_img), names)
+        ref_arr = sitk.GetArrayViewFromImage(ref_img)
+        res.dice = dice_scores(arr, ref_arr, names)
         if res.dice:
             res.mean_dice = float(np.mean(list(res.dice.values())))
+        res.nsd = nsd_scores(arr, ref_arr, img.GetSpacing(), names, tolerance_mm)
+        if res.nsd:
+            res.mean_nsd = float(np.mean(list(res.nsd.values())))
     return res
 
 
 def validate(input_dir: Path, output_dir: Path, labels_dir: Path | None = None,
-             dataset_json: Path | None = None) -> Report:
+             dataset_json: Path | None = None,
+             tolerance_mm: float = contract.NSD_TOLERANCE_MM) -> Report:
     allowed = load_label_names(dataset_json)
     report = Report(str(input_dir), str(output_dir), str(labels_dir) if labels_dir else None,
-                    allowed)
+                    allowed, nsd_tolerance_mm=tolerance_mm)
     inputs = list_cases(input_dir)
     if not inputs:
         report.set_problems.append(f"no *.nii.gz cases in {input_dir}")
@@ -198,5 +224,5 @@ def validate(input_dir: Path, output_dir: Path, labels_dir: Path | None = None,
                                    f"{', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
     for p in inputs:
         ref = labels_dir / p.name if labels_dir is not None else None
-        report.cases.append(check_case(p, output_dir / p.name, ref, allowed))
+        report.cases.append(check_case(p, output_dir / p.name, ref, allowed, tolerance_mm))
     return report
