@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import browser
 from conftest import tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.packaging, pytest.mark.verify]
@@ -256,7 +258,7 @@ def test_full_disk_during_package_leaves_no_file(packaged, tmp_path):
 
 # --------------------------------------------------------------------------- round trip
 @pytest.mark.slow
-def test_round_trip_verify_load_passes(packaged, samples_dirs):
+def test_round_trip_verify_load_passes(packaged, samples_dirs, tmp_path):
     images, labels = samples_dirs
     rc, data, out = verify(packaged.tarball, packaged.team, "--samples", images, "--labels",
                            labels)
@@ -288,6 +290,23 @@ def test_round_trip_verify_load_passes(packaged, samples_dirs):
     assert "Verdict: **" in md and "| 4 run | organisers' line | pass |" in md
     assert "miccai.amos22@gmail.com" in md and f"{packaged.team}-{TASK}.pdf" in md
     assert row(data, "short paper")["status"] == "warn"      # no PDF beside it in the test
+    # the page a person opens, as headless Chromium renders it
+    page = packaged.tarball.with_name(f"{packaged.team}-{TASK}.verify.html")
+    dom = browser.rendered_dom(page)
+    text = browser.text_of(dom)
+    assert re.search(r"Verdict: (PASS|WARN) 0 failed", text), text[:400]
+    assert "organisers' line" in text and "peak memory" in text and "of 30 GB" in text
+    legends = browser.elements(dom, "ul", "legend")
+    tables = browser.elements(dom, "table", "organs")
+    assert len(legends) == len(tables) == len(cases)
+    for case, legend, table in zip(cases, legends, tables):
+        organs = list(row(data, case)["data"]["dice"])
+        assert organs and all(o in legend for o in organs), (legend, organs)
+        assert table.startswith("organ DSC NSD") and all(o in table for o in organs)
+        assert row(data, case)["data"]["nsd"].keys() == row(data, case)["data"]["dice"].keys()
+    seen = browser.not_blank(browser.screenshot(page, tmp_path / "verify.png"))
+    assert seen["non_white"] > 0.05 and seen["coloured"] > 0.001 and seen["grey_levels"] > 64, seen
+    assert f"]({packaged.team}-{TASK}.verify/previews/" in md     # the Markdown links the PNGs
 
 
 # --------------------------------------------------------------------------- broken files

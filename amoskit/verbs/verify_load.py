@@ -10,7 +10,8 @@ resolves and the GPU flags may differ. This reads only dist/TEAMNAME-task1.tar.g
    packaged config and layers;
 4. their literal `docker run` line on the sample cases, then a run under the server's limits;
 5. the outputs validated (geometry, type, labels, Dice against the sample labels);
-6. a verdict table (also Markdown + JSON beside the tarball), one PNG per case, and what to email.
+6. a verdict table (also an HTML page with the pictures, Markdown and JSON beside the tarball),
+   one PNG per case, and what to email.
 Exit status 1 on any fail.
 
 This module only orders the steps and says where to stop; each check is a function in
@@ -61,9 +62,9 @@ def verify(tarball: Path, team: str, task: str, samples: Path | None, labels: Pa
             client, cli_env = loaded
             done = runs.run_checks(team, samples, client, cli_env, work, timeout, v,
                                    memory_limit)
-            outputs.check_outputs(samples, labels, done, contents, work, v)
+            names = outputs.check_outputs(samples, labels, done, contents, work, v)
             deliver.check_previews(samples, labels, done["organisers"].output,
-                                   work / "previews", v)
+                                   work / "previews", v, names)
     deliver.check_short_paper(files, v)
     return v
 
@@ -83,8 +84,9 @@ def report(v: Verdict, files: contract.SubmissionFiles) -> int:
         out = Console(width=160)
     v.print(out)
     if files.tarball.parent.is_dir():
-        v.write(files.report_md, files.report_json)
-        console.print(f"verdict written to {files.report_md} and {files.report_json}")
+        v.write(files.report_md, files.report_json, files.report_html)
+        console.print(f"verdict written to {files.report_html} (open it in a browser: the "
+                      f"pictures are inside), {files.report_md} and {files.report_json}")
     if v.reminder:
         console.print(f"[bold]reminder:[/] {v.reminder}")
     if v.failed:

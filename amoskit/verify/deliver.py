@@ -15,8 +15,9 @@ EMAIL = "miccai.amos22@gmail.com"
 
 
 def check_previews(samples: Path, labels: Path | None, out: Path, dest: Path,
-                   v: Verdict) -> None:
-    """One PNG per case that has an output (image, prediction, reference when there is one)."""
+                   v: Verdict, names: dict[int, str] | None = None) -> None:
+    """One PNG per case that has an output (image, prediction, reference when there is one),
+    its legend naming organs by `names` (label -> name); each case's view gets its picture."""
     from amoskit.verify import preview
     made = []
     for img in validation.list_cases(samples):
@@ -26,12 +27,16 @@ def check_previews(samples: Path, labels: Path | None, out: Path, dest: Path,
         ref = labels / img.name if labels is not None else None
         png = dest / preview.png_name(img.name)
         try:
-            preview.write_preview(img, pred, ref, png)
+            pic = preview.write_preview(img, pred, ref, png, names=names)
             made.append(png)
+            view = v.case(img.name)
+            view.picture, view.slices, view.slices_by = str(png), pic.slices, pic.chosen_by
+            view.legend = pic.legend
         except (RuntimeError, ValueError) as exc:
             v.add(DELIVER, f"preview {img.name}", "warn", f"not drawn: {exc}")
     if made:
-        v.add(DELIVER, "previews", "pass", f"{len(made)} PNG(s) in {dest}: open them and look",
+        v.add(DELIVER, "previews", "pass", f"{len(made)} PNG(s) in {dest}, also inside the "
+                                           f"HTML verdict: open it and look",
               files=[str(p) for p in made])
 
 

@@ -6,6 +6,8 @@ cgroup peak) against the server's budget; they need no Docker and are testable a
 """
 from __future__ import annotations
 
+import os
+
 from amoskit import contract
 from amoskit.daemon.memory_bound import host_memory_bytes
 from amoskit.daemon.organiser_run import RunResult, saw_gpu
@@ -67,9 +69,25 @@ def check_peak_gpu_memory(r: RunResult, v: Verdict) -> None:
               f"{gb:.2f} GiB of the {limit} GB an RTX 3090 offers", bytes=max(gpu_peaks))
 
 
+def fill_case_views(r: RunResult, v: Verdict) -> None:
+    """Each case's time, memory estimate and GPU peak, for the report's per-case part."""
+    rec = record(r.metrics)
+    secs = case_seconds(r.metrics)
+    for c in rec.cases:
+        name = os.path.basename(str(c.name))
+        if not name:
+            continue
+        view = v.case(name)
+        view.seconds = secs.get(name)
+        view.peak_gpu_bytes = c.peak_gpu_bytes or None
+        view.memory_estimate_bytes = (rec.host_estimate_bytes.get(c.name) or
+                                      rec.host_estimate_bytes.get(name) or None)
+
+
 def check_measures(r: RunResult, n_cases: int, server: contract.ServerLimits,
                    v: Verdict) -> None:
     """The measured rows of the server-limits run, in the verdict's order."""
+    fill_case_views(r, v)
     check_time_per_case(r, n_cases, v)
     check_amos_sized(r, server, v)
     check_peak_memory(r, v)

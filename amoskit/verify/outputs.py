@@ -38,7 +38,11 @@ def check_organisers_outputs(samples: Path, labels: Path | None, run: Run,
         v.add(OUTPUTS, "output folder", "pass", f"one output per input ({len(rep.cases)}), same "
                                                 f"names, no extra files")
     for c in rep.cases:
-        v.add(OUTPUTS, c.case, c.status, c.detail(), dice=c.dice)
+        v.add(OUTPUTS, c.case, c.status, c.detail(), dice=c.dice, nsd=c.nsd)
+        view = v.case(c.case)
+        view.status, view.detail, view.dice, view.nsd = c.status, c.detail(), c.dice, c.nsd
+    if labels is not None:
+        v.scoring = rep.scoring()
     return [c.case for c in rep.cases]
 
 
@@ -58,8 +62,9 @@ def check_limits_outputs(samples: Path, labels: Path | None, first: Run, second:
 
 
 def check_outputs(samples: Path, labels: Path | None, runs: dict[str, Run],
-                  contents: Contents | None, work: Path, v: Verdict) -> None:
-    """Step 5."""
+                  contents: Contents | None, work: Path, v: Verdict) -> dict[int, str]:
+    """Step 5; returns the model's organ names by label (for the pictures' legend)."""
     ds = model_dataset_json(contents, work)
     names = check_organisers_outputs(samples, labels, runs["organisers"], ds, work, v)
     check_limits_outputs(samples, labels, runs["organisers"], runs["limits"], names, ds, v)
+    return {value: name for name, value in validation.load_label_names(ds).items()}
