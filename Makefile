@@ -31,7 +31,7 @@ RUN_TIMEOUT     ?= 3600  ## seconds verify-load allows each container run before
 VERIFY_ARGS     ?=  ## extra verify-load options, e.g. --max-unpacked-gb 100 (see python -m amoskit.verbs.verify_load --help)
 STORE           ?= auto  ## image store of verify-load's throwaway dockerd: auto (your engine's), classic or containerd (Docker 24+)
 SAMPLES         ?= 4  ## number of synthetic cases make samples writes
-TORCH_HOST_VERSION ?= 2.13.0  ## torch of the host virtualenv (and of the offline fallback image)
+TORCH_HOST_VERSION ?= 2.13.0  ## torch of the host virtualenv's full set (make setup-dev, make test) and of the offline fallback image
 PYTEST_ARGS     ?=  ## extra pytest arguments for make test, e.g. PYTEST_ARGS='-m "not docker"'
 VENV            ?= .venv  ## host virtualenv of the tools
 
@@ -49,7 +49,7 @@ PY := $(VENV)/bin/python
 
 export TEAMNAME TASK VERSION BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE DIST WEIGHTS
 
-.PHONY: help config setup samples train-demo evaluate-demo base-image wheelhouse build run package \
+.PHONY: help config setup setup-dev samples train-demo evaluate-demo base-image wheelhouse build run package \
         verify-load validate demo test bench-inference bench-build bench-package bench-kinds kinds-end-to-end nnunet-zoo clean check-teamname
 
 help: ## list targets and variables
@@ -65,47 +65,61 @@ config: ## remember the variables given with it in local.mk (git-ignored), e.g. 
 check-teamname: ## refuse a TEAMNAME that is not lowercase letters only (before Docker is touched)
 	@python3 -m amoskit.contract teamname '$(TEAMNAME)' $(or $(filter build run package verify-load demo,$(MAKECMDGOALS)),build)
 
-$(VENV)/.stamp: pyproject.toml requirements-dev.txt requirements-dev-nodeps.txt inference/requirements*.txt
+# Two stamps in one venv. The light one (make setup): what the verbs import, no torch
+# (requirements-host.txt). The full one (make setup-dev): + torch TORCH_HOST_VERSION, nnU-Net and
+# pytest (requirements-dev*.txt), pulled by the targets that need them (test, bench-*, ...).
+# pip shows its own progress: a bar on a terminal, a line per download in a log.
+PIP := $(VENV)/bin/pip install --progress-bar on
+HOST_STAMP := $(VENV)/.stamp-host
+FULL_STAMP := $(VENV)/.stamp
+
+$(HOST_STAMP): pyproject.toml requirements-host.txt inference/requirements.txt inference/requirements-nnunet.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q torch==$(TORCH_HOST_VERSION)
-	$(VENV)/bin/pip install -q -r requirements-dev.txt
-	$(VENV)/bin/pip install -q --no-deps -r requirements-dev-nodeps.txt
-	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
+	$(PIP) -r requirements-host.txt
+	$(PIP) --no-deps --no-build-isolation -e .
 	touch $@
 
-setup: $(VENV)/.stamp ## host virtualenv with the tools' pinned dependencies (quick when unchanged)
+$(FULL_STAMP): $(HOST_STAMP) requirements-dev.txt requirements-dev-nodeps.txt inference/requirements*.txt
+	$(PIP) torch==$(TORCH_HOST_VERSION)
+	$(PIP) -r requirements-dev.txt
+	$(PIP) --no-deps -r requirements-dev-nodeps.txt
+	touch $@
 
-samples: $(VENV)/.stamp ## write SAMPLES synthetic CT cases to samples/images and samples/labels
+setup: $(HOST_STAMP) ## host virtualenv for the verbs (build, run, package, verify-load, ...): no torch (quick when unchanged)
+
+setup-dev: $(FULL_STAMP) ## setup + torch TORCH_HOST_VERSION, nnU-Net and pytest: for test, bench-*, train-demo, ... (which pull it themselves)
+
+samples: $(HOST_STAMP) ## write SAMPLES synthetic CT cases to samples/images and samples/labels
 	$(PY) -m amoskit.data.samples --out samples --count $(SAMPLES)
 
-train-demo: $(VENV)/.stamp ## train the built-in demo model on synthetic phantoms into WEIGHTS (under 30 min on 2 CPU cores)
+train-demo: $(FULL_STAMP) ## train the built-in demo model on synthetic phantoms into WEIGHTS (under 30 min on 2 CPU cores)
 	$(PY) -m amoskit.data.train_demo --out $(WEIGHTS)
 
-evaluate-demo: $(VENV)/.stamp ## per-organ Dice of the model in WEIGHTS on held-out phantoms, through run_inference.py
+evaluate-demo: $(FULL_STAMP) ## per-organ Dice of the model in WEIGHTS on held-out phantoms, through run_inference.py
 	$(PY) -m amoskit.data.evaluate_demo --model $(WEIGHTS)
 
 base-image: ## build LOCAL_BASE_IMAGE (Debian bookworm + Python 3.11) with debootstrap: no registry needed
 	docker/base_image.sh $(LOCAL_BASE_IMAGE)
 
-wheelhouse: $(VENV)/.stamp ## download torch TORCH_VERSION + inference requirements (both engines) as wheels into WHEELHOUSE (default wheelhouse/)
+wheelhouse: $(HOST_STAMP) ## download torch TORCH_VERSION + inference requirements (both engines) as wheels into WHEELHOUSE (default wheelhouse/)
 	docker/make_wheelhouse.sh $(or $(WHEELHOUSE),wheelhouse) $(TORCH_VERSION) '$(TORCH_INDEX_URL)' $(PY)
 
-build: check-teamname $(VENV)/.stamp ## build the image TEAMNAME:VERSION and TEAMNAME:latest (both stages) and print its table
+build: check-teamname $(HOST_STAMP) ## build the image TEAMNAME:VERSION and TEAMNAME:latest (both stages) and print its table
 	$(PY) -m amoskit.verbs.build --teamname '$(TEAMNAME)' --task '$(TASK)' --version '$(VERSION)' \
 	    --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' --torch-index-url '$(TORCH_INDEX_URL)' \
 	    --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)' --folds '$(FOLDS)' --checkpoint '$(CHECKPOINT)' \
 	    --engine '$(ENGINE)' --trainer-code '$(TRAINER_CODE)'
 
-run: check-teamname $(VENV)/.stamp ## run TEAMNAME:latest on INPUT into OUTPUT exactly as the organisers do
+run: check-teamname $(HOST_STAMP) ## run TEAMNAME:latest on INPUT into OUTPUT exactly as the organisers do
 	$(PY) -m amoskit.verbs.run --image '$(TEAMNAME):latest' --input '$(INPUT)' --output '$(OUTPUT)'
 
-package: check-teamname $(VENV)/.stamp ## save the image as DIST/TEAMNAME-TASK.tar.gz
+package: check-teamname $(HOST_STAMP) ## save the image as DIST/TEAMNAME-TASK.tar.gz
 	$(PY) -m amoskit.verbs.package --teamname $(TEAMNAME) --task $(TASK) --dist $(DIST)
 
-verify-load: check-teamname $(VENV)/.stamp ## load DIST/TEAMNAME-TASK.tar.gz afresh and run it on INPUT like the organisers
+verify-load: check-teamname $(HOST_STAMP) ## load DIST/TEAMNAME-TASK.tar.gz afresh and run it on INPUT like the organisers
 	$(PY) -m amoskit.verbs.verify_load $(DIST)/$(TEAMNAME)-$(TASK).tar.gz --teamname $(TEAMNAME) --samples $(INPUT) --labels $(LABELS) --store $(STORE) --timeout $(RUN_TIMEOUT) $(VERIFY_ARGS)
 
-validate: $(VENV)/.stamp ## check OUTPUT against INPUT (names, geometry, labels) and score it against LABELS
+validate: $(HOST_STAMP) ## check OUTPUT against INPUT (names, geometry, labels) and score it against LABELS
 	$(PY) -m amoskit.verbs.validate $(INPUT) $(OUTPUT) $(LABELS)
 
 # The offline fallback of make demo: a local debootstrap base, a wheelhouse of the host's torch.
@@ -126,26 +140,26 @@ demo: check-teamname setup samples ## the whole job on the demo model and sample
 	$(MAKE) --no-print-directory package
 	$(MAKE) --no-print-directory verify-load
 
-test: $(VENV)/.stamp ## run the tests (REQUIRE_DOCKER=1: no Docker engine is a failure, not a skip)
+test: $(FULL_STAMP) ## run the tests (REQUIRE_DOCKER=1: no Docker engine is a failure, not a skip)
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-bench-inference: $(VENV)/.stamp ## time this engine against nnU-Net's own predictor on the same model and case
+bench-inference: $(FULL_STAMP) ## time this engine against nnU-Net's own predictor on the same model and case
 	$(PY) -m amoskit.bench.inference --model $(WEIGHTS)
 
-bench-package: check-teamname $(VENV)/.stamp ## time make package against the organisers' docker save piped into gzip
+bench-package: check-teamname $(FULL_STAMP) ## time make package against the organisers' docker save piped into gzip
 	$(PY) -m amoskit.bench.package --teamname $(TEAMNAME) --variants isal:auto,pigz:2 --repeat 3
 
-bench-build: check-teamname $(VENV)/.stamp ## time a cold build and a rebuild after a one-file code change (ratio, rebuilt layers)
+bench-build: check-teamname $(FULL_STAMP) ## time a cold build and a rebuild after a one-file code change (ratio, rebuilt layers)
 	$(PY) -m amoskit.bench.build --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \
 	    --torch-index-url '$(TORCH_INDEX_URL)' --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
 
-bench-kinds: $(VENV)/.stamp ## every nnU-Net folder kind of the zoo through ENGINE (default fast) vs nnUNetv2_predict: agreement, time, ratio
+bench-kinds: $(FULL_STAMP) ## every nnU-Net folder kind of the zoo through ENGINE (default fast) vs nnUNetv2_predict: agreement, time, ratio
 	$(PY) -m amoskit.bench.nnunet_kinds --zoo .cache/nnunet-zoo --engine $(or $(filter nnunet,$(ENGINE)),fast)
 
-kinds-end-to-end: $(VENV)/.stamp ## every zoo kind (and an ENGINE=nnunet cascade) through make build, run, package, verify-load: one table
+kinds-end-to-end: $(FULL_STAMP) ## every zoo kind (and an ENGINE=nnunet cascade) through make build, run, package, verify-load: one table
 	$(PY) -m amoskit.bench.kinds_end_to_end
 
-nnunet-zoo: $(VENV)/.stamp ## build (or reuse) .cache/nnunet-zoo: real nnU-Net v2 folders of every kind + nnU-Net's predictions (about 20 min on 2 cores, then cached)
+nnunet-zoo: $(FULL_STAMP) ## build (or reuse) .cache/nnunet-zoo: real nnU-Net v2 folders of every kind + nnU-Net's predictions (about 20 min on 2 cores, then cached)
 	$(PY) -m amoskit.devtools.nnunet_zoo --out .cache/nnunet-zoo
 
 clean: ## remove what make run / package / samples / test wrote (output/, dist/, samples/, caches); keeps wheelhouse/ and images
