@@ -159,7 +159,7 @@ def write_json(path: Path, obj) -> None:
 # ------------------------------------------------------------------------------------------ venv
 def host_torch() -> str:
     """The host's torch release (2.13.0 of 2.13.0+cpu): pip takes the same wheel (/opt/wheels is a
-    find-links folder), as `make setup` installs it."""
+    find-links folder), as `make setup-dev` installs it."""
     return metadata.version("torch").split("+")[0]
 
 

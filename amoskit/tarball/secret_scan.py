@@ -71,7 +71,7 @@ def token_rules() -> tuple[tuple[str, tuple | None, re.Pattern], ...]:
     missing = set(TOKEN_PLUGINS) - {c.__name__ for c in plugins.values()}
     if missing:
         raise RuntimeError(f"detect-secrets lacks the plugins {sorted(missing)}: pin the version "
-                           f"in requirements-dev.txt")
+                           f"in requirements-host.txt")
     rules = []
     for kind, cls in sorted(plugins.items()):
         if cls.__name__ in TOKEN_PLUGINS:
