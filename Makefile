@@ -162,6 +162,6 @@ kinds-end-to-end: $(FULL_STAMP) ## every zoo kind (and an ENGINE=nnunet cascade)
 nnunet-zoo: $(FULL_STAMP) ## build (or reuse) .cache/nnunet-zoo: real nnU-Net v2 folders of every kind + nnU-Net's predictions (about 20 min on 2 cores, then cached)
 	$(PY) -m amoskit.devtools.nnunet_zoo --out .cache/nnunet-zoo
 
-clean: ## remove what make run / package / samples / test wrote (output/, dist/, samples/, caches); keeps wheelhouse/ and images
-	rm -rf output dist samples .pytest_cache
+clean: ## remove what make run / package / samples / validate / test wrote (output/, dist/, samples/, caches); keeps wheelhouse/ and images
+	rm -rf output dist samples .pytest_cache $(OUTPUT).validate.html
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -31,11 +31,11 @@ extra=()
 echo "downloading wheels for torch==$torch_version + $req + $nodeps into $dest ..."
 # (grep drops pip's per-package notes about local index folders that lack a package)
 quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
-quiet "$py" -m pip download -q --dest "$tmp" "${target[@]}" "${extra[@]}" -r "$req" "torch==$torch_version"
-quiet "$py" -m pip download -q --dest "$tmp" "${target[@]}" --no-deps -r "$nodeps"
+quiet "$py" -m pip download --dest "$tmp" "${target[@]}" "${extra[@]}" -r "$req" "torch==$torch_version"
+quiet "$py" -m pip download --dest "$tmp" "${target[@]}" --no-deps -r "$nodeps"
 echo "... and nnU-Net's predictor for ENGINE=nnunet ($nnunet, $nnunet_nodeps)"
-quiet "$py" -m pip download -q --dest "$tmp" "${target[@]}" -r "$nnunet" "numpy==$(sed -n 's/^numpy==//p' "$req")"
-quiet "$py" -m pip wheel -q --wheel-dir "$tmp" --no-deps -r "$nnunet_nodeps"
+quiet "$py" -m pip download --dest "$tmp" "${target[@]}" -r "$nnunet" "numpy==$(sed -n 's/^numpy==//p' "$req")"
+quiet "$py" -m pip wheel --wheel-dir "$tmp" --no-deps -r "$nnunet_nodeps"
 echo "$want" >"$tmp/.wheelhouse"
 chmod -R a+rX "$tmp"
 rm -rf "$dest"
