@@ -119,7 +119,7 @@ package: check-teamname $(HOST_STAMP) ## save the image as DIST/TEAMNAME-TASK.ta
 verify-load: check-teamname $(HOST_STAMP) ## load DIST/TEAMNAME-TASK.tar.gz afresh and run it on INPUT like the organisers
 	$(PY) -m amoskit.verbs.verify_load $(DIST)/$(TEAMNAME)-$(TASK).tar.gz --teamname $(TEAMNAME) --samples $(INPUT) --labels $(LABELS) --store $(STORE) --timeout $(RUN_TIMEOUT) $(VERIFY_ARGS)
 
-validate: $(HOST_STAMP) ## check OUTPUT against INPUT (names, geometry, labels) and score it against LABELS
+validate: $(HOST_STAMP) ## check OUTPUT against INPUT (names, geometry, labels), score it against LABELS (Dice, NSD) and write the page OUTPUT.validate.html
 	$(PY) -m amoskit.verbs.validate $(INPUT) $(OUTPUT) $(LABELS)
 
 # The offline fallback of make demo: a local debootstrap base, a wheelhouse of the host's torch.
@@ -162,6 +162,6 @@ kinds-end-to-end: $(FULL_STAMP) ## every zoo kind (and an ENGINE=nnunet cascade)
 nnunet-zoo: $(FULL_STAMP) ## build (or reuse) .cache/nnunet-zoo: real nnU-Net v2 folders of every kind + nnU-Net's predictions (about 20 min on 2 cores, then cached)
 	$(PY) -m amoskit.devtools.nnunet_zoo --out .cache/nnunet-zoo
 
-clean: ## remove what make run / package / samples / validate / test wrote (output/, dist/, samples/, caches); keeps wheelhouse/ and images
+clean: ## remove what make run / package / samples / validate / test wrote (output/, dist/, samples/, OUTPUT.validate.html, caches); keeps wheelhouse/ and images
 	rm -rf output dist samples .pytest_cache $(OUTPUT).validate.html
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
