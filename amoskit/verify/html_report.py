@@ -29,6 +29,7 @@ h3{font-size:16px;margin:18px 0 6px}
 table{border-collapse:collapse;font-size:13px} td,th{border:1px solid #d0d7de;padding:3px 8px;
      text-align:left;vertical-align:top} th{background:#f6f8fa}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+.checks td:nth-child(-n+3){white-space:nowrap}
 .res{font-weight:600}
 .bars{display:grid;grid-template-columns:200px 1fr 260px;gap:6px 12px;align-items:center;
       font-size:13px;max-width:900px}
