@@ -95,7 +95,7 @@ def test_cgroup_v2_and_v1(tmp_path):
     assert resources.memory_limit_bytes(v1) == 8 * 1024**3
 
 
-def test_memory_headroom_counts_page_cache_as_free(tmp_path):
+def test_memory_headroom_counts_page_cache_as_free(tmp_path, monkeypatch):
     """A case is admitted against memory really available: usage less the inactive file cache."""
     v2 = tmp_path / "v2"
     v2.mkdir()
@@ -112,7 +112,12 @@ def test_memory_headroom_counts_page_cache_as_free(tmp_path):
     assert resources.cgroup_headroom_bytes(v1) == 4 * 1024**3
     (v1 / "memory" / "memory.limit_in_bytes").write_text(str(2**63 - 4096))
     assert resources.cgroup_headroom_bytes(v1) is None
-    assert resources.available_memory_bytes(v1) == resources.host_available_bytes()
+    # MemAvailable moves between two reads of /proc/meminfo: pin it to compare exactly
+    monkeypatch.setattr(resources, "host_available_bytes", lambda: 7 * 1024**3)
+    assert resources.available_memory_bytes(v1) == 7 * 1024**3          # unlimited cgroup: the host's
+    assert resources.available_memory_bytes(v2) == 7 * 1024**3          # the tighter of the two
+    monkeypatch.setattr(resources, "host_available_bytes", lambda: 40 * 1024**3)
+    assert resources.available_memory_bytes(v2) == 25 * 1024**3
 
 
 def _model_folder(tmp_path, plans_edit=None, dataset_edit=None, with_fold=True):
