@@ -145,6 +145,31 @@ def plant_secrets() -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def zoo():
+    """The nnU-Net zoo's manifest (amoskit.devtools.nnunet_zoo: built once per clone, then cached)."""
+    from amoskit.bench import nnunet_kinds
+    return nnunet_kinds.load_zoo()
+
+
+def team_image(client, team: str, log: Path, base_image: str, wheelhouse: Path, *variables: str):
+    """`make build TEAMNAME=team VARIABLES...` from the test base and wheelhouse (torch 2.13.0 CPU),
+    for a fixture to yield; afterwards `remove_team_image`. Returns (process, build log text)."""
+    proc = run_logged(["make", "--no-print-directory", "build", f"TEAMNAME={team}",
+                       f"TORCH_VERSION={TEST_TORCH_VERSION}", "TORCH_INDEX_URL=", f"WHEELHOUSE={wheelhouse}",
+                       f"BASE_IMAGE={base_image}", *variables], log, env={**os.environ, "COLUMNS": "200"})
+    return proc, log.read_text()
+
+
+def remove_team_image(client, team: str) -> None:
+    """Both tags make build gave the image (whatever is already gone)."""
+    for tag in (f"{team}:latest", f"{team}:{(REPO / 'VERSION').read_text().strip()}"):
+        try:
+            client.images.remove(tag, force=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+
+
+@pytest.fixture(scope="session")
 def built_image(docker_client, local_base_image, wheelhouse_dir, tmp_path_factory):
     """The real image, built once per session with `make build` (testteam, torch 2.13.0 CPU)."""
     log = tmp_path_factory.mktemp("logs") / "build.log"

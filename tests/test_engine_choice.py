@@ -22,14 +22,17 @@ def test_networks_the_fast_engine_cannot_promise_go_to_nnunet(tmp_path):
     assert c.engine == "nnunet" and "nnU-Net's nnUNetTrainerBN builds its own network" in c.reason
 
 
-@pytest.mark.parametrize("trainer,words", [
-    ("nnUNetTrainerBN", "pass its module as TRAINER_CODE="),
-    ("nnUNet_Primus_M_Trainer", "builds a Primus network, which needs timm and torchvision"),
-])
-def test_what_the_fallback_image_cannot_find_is_refused_at_build(trainer, words):
+def test_nnunets_own_network_trainers_need_no_trainer_code():
+    c = ec.choose("", [PLAIN, ("nnUNetTrainerBN", PLAIN[1])])
+    assert c.engine == "nnunet" and c.own_trainers == ["nnUNetTrainerBN"] and c.trainer_files == []
+    assert "from nnU-Net itself" in c.reason
+
+
+def test_primus_is_refused_at_build_in_one_line():
     with pytest.raises(ec.EngineChoiceError) as err:
-        ec.choose("", [(trainer, PLAIN[1])])
-    assert words in str(err.value) and "\n" not in str(err.value)
+        ec.choose("", [("nnUNet_Primus_M_Trainer", PLAIN[1])])
+    assert "builds a Primus network, which needs timm and torchvision" in str(err.value)
+    assert "\n" not in str(err.value)
 
 
 def test_preprocessing_the_fast_engine_does_not_reproduce_goes_to_nnunet():

@@ -16,11 +16,6 @@ from amoskit.bench import nnunet_kinds
 pytestmark = [pytest.mark.engine, pytest.mark.agreement, pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")
-def zoo():
-    return nnunet_kinds.load_zoo()
-
-
 @pytest.mark.parametrize("kind", ["2d", "regions", "ensemble_pp"])  # the cascade: test_pipeline_nnunet_fallback
 def test_fallback_engine_equals_nnunet_exactly(zoo, kind, tmp_path):
     r = nnunet_kinds.compare(zoo, kind, tmp_path, engine="nnunet")

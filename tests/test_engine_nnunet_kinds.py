@@ -11,11 +11,6 @@ from amoskit.bench import nnunet_kinds
 pytestmark = [pytest.mark.engine, pytest.mark.agreement, pytest.mark.slow]
 
 
-@pytest.fixture(scope="session")
-def zoo():
-    return nnunet_kinds.load_zoo()
-
-
 @pytest.mark.parametrize("kind", nnunet_kinds.KINDS)
 def test_kind_gives_nnunets_answer(zoo, kind, tmp_path):
     r = nnunet_kinds.compare(zoo, kind, tmp_path)

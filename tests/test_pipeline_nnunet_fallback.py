@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from amoskit import REPO
 from amoskit.bench import nnunet_kinds
-from conftest import TEST_TORCH_VERSION, run_logged
+from conftest import remove_team_image, team_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.pipeline, pytest.mark.agreement, pytest.mark.slow]
 TEAM = "fallbackteam"
@@ -19,25 +19,13 @@ KIND = "3d_cascade_fullres"
 
 
 @pytest.fixture(scope="module")
-def zoo():
-    return nnunet_kinds.load_zoo()
-
-
-@pytest.fixture(scope="module")
 def fallback_image(docker_client, local_base_image, wheelhouse_dir, zoo, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fallback")
     model, folds, reference = nnunet_kinds.model_for(zoo, KIND, tmp)
-    log = tmp / "build.log"
-    proc = run_logged(["make", "--no-print-directory", "build", f"TEAMNAME={TEAM}", f"WEIGHTS={model}",
-                       f"FOLDS={folds}", "ENGINE=nnunet", f"TRAINER_CODE={TRAINER}",
-                       f"TORCH_VERSION={TEST_TORCH_VERSION}", "TORCH_INDEX_URL=", f"WHEELHOUSE={wheelhouse_dir}",
-                       f"BASE_IMAGE={local_base_image}"], log, env={**os.environ, "COLUMNS": "160"})
-    yield proc, log.read_text(), reference
-    for tag in (f"{TEAM}:latest", f"{TEAM}:{(REPO / 'VERSION').read_text().strip()}"):
-        try:
-            docker_client.images.remove(tag, force=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+    proc, log = team_image(docker_client, TEAM, tmp / "build.log", local_base_image, wheelhouse_dir,
+                           f"WEIGHTS={model}", f"FOLDS={folds}", "ENGINE=nnunet", f"TRAINER_CODE={TRAINER}")
+    yield proc, log, reference
+    remove_team_image(docker_client, TEAM)
 
 
 def test_build_names_the_engine_and_carries_the_trainer(fallback_image, docker_client):

@@ -11,29 +11,17 @@ import SimpleITK as sitk
 
 from amoskit import REPO
 from amoskit.bench import nnunet_kinds
-from conftest import TEST_TORCH_VERSION, run_logged
+from conftest import remove_team_image, team_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.pipeline, pytest.mark.agreement, pytest.mark.slow]
 TEAM = "kindsteam"
 
 
 @pytest.fixture(scope="module")
-def zoo():
-    return nnunet_kinds.load_zoo()
-
-
-@pytest.fixture(scope="module")
 def zip_image(docker_client, local_base_image, wheelhouse_dir, zoo, tmp_path_factory):
     log = tmp_path_factory.mktemp("logs") / "build-zip.log"
-    proc = run_logged(["make", "--no-print-directory", "build", f"TEAMNAME={TEAM}", f"WEIGHTS={zoo['zip']}",
-                       f"TORCH_VERSION={TEST_TORCH_VERSION}", "TORCH_INDEX_URL=", f"WHEELHOUSE={wheelhouse_dir}",
-                       f"BASE_IMAGE={local_base_image}"], log, env={**os.environ, "COLUMNS": "160"})
-    yield proc, log.read_text()
-    for tag in (f"{TEAM}:latest", f"{TEAM}:{(REPO / 'VERSION').read_text().strip()}"):
-        try:
-            docker_client.images.remove(tag, force=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+    yield team_image(docker_client, TEAM, log, local_base_image, wheelhouse_dir, f"WEIGHTS={zoo['zip']}")
+    remove_team_image(docker_client, TEAM)
 
 
 def test_build_says_what_runs_and_ships_only_what_inference_reads(zip_image, docker_client, zoo):

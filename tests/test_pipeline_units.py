@@ -202,9 +202,10 @@ def test_model_choice_is_checked_before_the_build_and_baked_into_the_image(tmp_p
     trainer = tmp_path / "my_trainer.py"
     trainer.write_text("class MyTrainer: pass\n")
     ctx = build_context.runtime_context(tmp_path, m, code, folds="0", checkpoint="checkpoint_best.pth",
-                                        engine="nnunet", trainer_files=[trainer])
+                                        engine="nnunet", trainer_files=[trainer],
+                                        own_trainers=["nnUNetTrainerBN"])
     assert ctx.buildargs == {"FOLDS": "0", "CHECKPOINT": "checkpoint_best.pth", "ENGINE": "nnunet",
-                             "TRAINERS": "trainers"}
+                             "TRAINERS": "trainers", "NNUNET_OWN_TRAINERS": "nnUNetTrainerBN"}
     with tarfile.open(ctx.tar_path) as tar:
         assert {"trainers/my_trainer.py", "trainers/README.md"} <= set(tar.getnames())
     runtime = (REPO / "docker" / "Dockerfile.runtime").read_text()

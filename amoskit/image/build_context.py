@@ -223,10 +223,11 @@ def builder_context(workdir: Path, wheelhouse: Path | None, repo: Path = REPO) -
 
 def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = REPO,
                     folds: str = "", checkpoint: str = "", engine: str = "fast",
-                    trainer_files: list[Path] | None = None) -> Context:
+                    trainer_files: list[Path] | None = None, own_trainers: list[str] | None = None) -> Context:
     """Context of the runtime stage: its Dockerfile, weights/ and inference/ after .dockerignore,
     trainers/ (TRAINER_CODE's modules, or only a README); the model choice (FOLDS, CHECKPOINT) and
-    ENGINE go in as build arguments, baked into the image's ENV."""
+    ENGINE go in as build arguments, baked into the image's ENV; NNUNET_OWN_TRAINERS names nnU-Net's own
+    trainers whose module the image moves where nnU-Net's lookup finds it."""
     if not (inference / "run_inference.py").is_file():
         raise ContextError(f"{shown(inference / 'run_inference.py')} is missing: the organisers "
                            f"run `python run_inference.py` in /workspace")
@@ -243,4 +244,4 @@ def runtime_context(workdir: Path, weights: Path, inference: Path, repo: Path = 
              "inference": sum(p.stat().st_size for p, _ in code_files)}
     return Context(write_tar(files, workdir, "runtime"), RUNTIME_DOCKERFILE,
                    {"FOLDS": folds, "CHECKPOINT": checkpoint, "ENGINE": engine,
-                    "TRAINERS": "trainers"}, sizes, staged)
+                    "TRAINERS": "trainers", "NNUNET_OWN_TRAINERS": " ".join(own_trainers or [])}, sizes, staged)

@@ -34,6 +34,9 @@ class EngineChoice:
     reason: str                 # one line, shown by make build
     trainer_files: list[Path]   # TRAINER_CODE's .py files (copied into the image for ENGINE=nnunet)
     networks: list[str] = field(default_factory=list)  # "configuration: trainer, network class" per member
+    # nnU-Net's own trainers (by class name) whose module the image copies from its nnunetv2 to the top of
+    # nnunetv2/training/nnUNetTrainer/: there nnU-Net's lookup finds them before it imports primus (timm)
+    own_trainers: list[str] = field(default_factory=list)
 
 
 def trainer_files(trainer_code: str) -> list[Path]:
@@ -95,14 +98,13 @@ def choose(requested: str, members: list[tuple], trainer_code: str = "") -> Engi
             if "primus" in trainer.lower():
                 raise EngineChoiceError(f"{trainer} builds a Primus network, which needs timm and torchvision: "
                                         "not yet in the ENGINE=nnunet image (issue 12); no engine here runs it")
-            if not (files and _overrides(files, trainer)[0]):
-                raise EngineChoiceError(
-                    f"nnU-Net's {trainer} builds its own network, so nnU-Net's predictor must run it, and nnU-Net "
-                    f"finds it only after importing its primus trainers (timm, torchvision: not in the image): "
-                    f"pass its module as TRAINER_CODE=<nnunetv2>/training/nnUNetTrainer/variants/"
-                    f"network_architecture/{trainer}.py")
-            return EngineChoice("nnunet", f"nnU-Net's {trainer} builds its own network, not the plans': "
-                                          "nnU-Net's own predictor runs it (its module from TRAINER_CODE)", files)
+            if files and _overrides(files, trainer)[0]:
+                return EngineChoice("nnunet", f"nnU-Net's {trainer} builds its own network, not the plans': "
+                                              "nnU-Net's own predictor runs it (its module from TRAINER_CODE)", files)
+            return EngineChoice("nnunet", f"nnU-Net's {trainer} builds its own network, not the plans': nnU-Net's "
+                                          "own predictor runs it (its module, from nnU-Net itself, copied where "
+                                          "nnU-Net's lookup finds it before the primus trainers, which need timm)",
+                                files, own_trainers=[trainer])
         if files:
             found, methods = _overrides(files, trainer)
             if methods:

@@ -187,7 +187,8 @@ def build_stages(client, *, teamname: str, task: str, version: str, base_image: 
                  torch_version: str, torch_index_url: str, wheelhouse: Path | None,
                  weights: Path, inference: Path, tags: list[str], nocache: bool = False,
                  log_path: Path | None = None, folds: str = "", checkpoint: str = "", engine: str = "fast",
-                 trainer_files: list[Path] | None = None) -> tuple[StageResult, StageResult, build_context.Context]:
+                 trainer_files: list[Path] | None = None,
+                 own_trainers: list[str] | None = None) -> tuple[StageResult, StageResult, build_context.Context]:
     """Both stages, builder then runtime; the first tag names the runtime image."""
     api = client.api
     builder_tag = f"{teamname}-builder:{version}"
@@ -196,7 +197,7 @@ def build_stages(client, *, teamname: str, task: str, version: str, base_image: 
         workdir = Path(tmp)
         runtime_ctx = build_context.runtime_context(workdir, weights, inference, folds=folds,
                                                     checkpoint=checkpoint, engine=engine,
-                                                    trainer_files=trainer_files)
+                                                    trainer_files=trainer_files, own_trainers=own_trainers)
         builder_ctx = build_context.builder_context(workdir, wheelhouse)
         builder = run_build(api, builder_ctx, builder_tag,
                             {"BASE_IMAGE": base_image, "TORCH_VERSION": torch_version,
@@ -286,7 +287,7 @@ def main(argv=None) -> int:
                 torch_index_url=a.torch_index_url, wheelhouse=wheelhouse, weights=weights,
                 inference=inference, tags=tags, nocache=a.nocache, log_path=log_path,
                 folds=a.folds, checkpoint=a.checkpoint, engine=chosen.engine,
-                trainer_files=chosen.trainer_files)
+                trainer_files=chosen.trainer_files, own_trainers=chosen.own_trainers)
         except BuildFailed as exc:
             console.print(f"[red]error:[/] build failed: {exc} (full log: {log_path})")
             return 1
