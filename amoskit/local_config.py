@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     path, known = Path(argv[0]), set(argv[1].split())
     updates = dict(a.split("=", 1) for a in argv[2:])
     if not updates:
-        print(f"error: nothing to remember: give variables, e.g. `make config TEAMNAME=myteam`",
+        print("error: nothing to remember: give variables, e.g. `make config TEAMNAME=myteam`",
               file=sys.stderr)
         return 2
     try:

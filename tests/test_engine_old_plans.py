@@ -9,31 +9,26 @@ once into .cache/nnunet-old-zoo (about 6 minutes on 2 cores; cached, rebuilt whe
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from amoskit import REPO
 from amoskit.bench import nnunet_kinds
 
 pytestmark = [pytest.mark.engine, pytest.mark.agreement, pytest.mark.slow]
 
-OLD_ZOO = REPO / ".cache" / "nnunet-old-zoo"
 KIND = "3d_fullres_old"
 
 
 @pytest.fixture(scope="session")
 def old_zoo() -> dict:
     """old_zoo.json, the folder built first when missing or stale (cached: under a second)."""
-    proc = subprocess.run([sys.executable, "-m", "amoskit.devtools.nnunet_old_zoo", "--out", str(OLD_ZOO)],
-                          cwd=REPO, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        pytest.fail(f"building the old nnU-Net zoo failed:\n{(proc.stdout + proc.stderr)[-3000:]}", pytrace=False)
-    return json.loads((OLD_ZOO / "old_zoo.json").read_text())
+    try:
+        return nnunet_kinds.load_old_zoo()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,10 @@ to be hit: daemon start, load, run, validate (the outputs check), report.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

@@ -110,17 +110,19 @@ def table(rows: list[Row]) -> Table:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--kind", action="append", choices=(*nnunet_kinds.KINDS, FALLBACK))
+    p.add_argument("--kind", action="append", choices=(*nnunet_kinds.ALL_KINDS, FALLBACK),
+                   help="only these kinds (repeatable; default all)")
     p.add_argument("--cases", type=int, default=0, help="only the zoo's first N inputs (0: all)")
     p.add_argument("make_vars", nargs="*", help="VAR=value passed to every make call")
     a = p.parse_args(argv)
-    zoo = nnunet_kinds.load_zoo()
+    kinds = a.kind or (*nnunet_kinds.ALL_KINDS, FALLBACK)
+    zoo = nnunet_kinds.with_extra_kinds(nnunet_kinds.load_zoo(), kinds)
     console = Console(width=200) if not Console().is_terminal else Console()
     rows = []
     with tempfile.TemporaryDirectory(prefix="amos-e2e-") as tmp:
         if a.cases:
             zoo = first_cases(zoo, Path(tmp) / "first", a.cases)
-        for kind in a.kind or (*nnunet_kinds.KINDS, FALLBACK):
+        for kind in kinds:
             console.print(f"[bold]{kind}[/] ...")
             rows.append(one_kind(zoo, kind, Path(tmp), a.make_vars))
             if any(rc for rc, _ in rows[-1].steps.values()):

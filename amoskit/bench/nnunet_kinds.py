@@ -33,6 +33,13 @@ ZOO = REPO / ".cache" / "nnunet-zoo"
 SCRIPT = REPO / "inference" / "run_inference.py"
 KINDS = ("3d_fullres", "2d", "3d_lowres", "3d_cascade_fullres", "resenc_m", "regions", "ensemble", "ensemble_pp",
          "best", "zip")
+# Kinds built beside the zoo on demand: plans from nnU-Net 2.2.1 (before the `architecture` key; its own
+# virtualenv, about 6 min once) and nnU-Net's own nnUNetTrainerBN (about 1 min once).
+EXTRA_KINDS = ("old_plans", "bn")
+ALL_KINDS = KINDS + EXTRA_KINDS
+# The engine make build chooses where it is not the fast one (nnUNetTrainerBN builds its own network).
+KIND_ENGINE = {"bn": "nnunet"}
+OLD_ZOO = REPO / ".cache" / "nnunet-old-zoo"
 
 
 def load_zoo(zoo: Path = ZOO, build: bool = True) -> dict:
@@ -42,6 +49,30 @@ def load_zoo(zoo: Path = ZOO, build: bool = True) -> dict:
         subprocess.run([sys.executable, "-m", "amoskit.devtools.nnunet_zoo", "--out", str(zoo)], check=True,
                        cwd=REPO)
     return json.loads(manifest.read_text())
+
+
+def load_old_zoo(old_zoo: Path = OLD_ZOO) -> dict:
+    """old_zoo.json, built first when missing or stale (amoskit.devtools.nnunet_old_zoo; cached)."""
+    proc = subprocess.run([sys.executable, "-m", "amoskit.devtools.nnunet_old_zoo", "--out", str(old_zoo)],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise RuntimeError(f"building the old nnU-Net zoo failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    return json.loads((old_zoo / "old_zoo.json").read_text())
+
+
+def with_extra_kinds(zoo: dict, kinds) -> dict:
+    """The zoo with the EXTRA_KINDS among `kinds` added to zoo["kinds"] (built when missing)."""
+    extra = {}
+    if "old_plans" in kinds:
+        old = load_old_zoo()
+        extra["old_plans"] = {"model_folder": old["model_folder"], "folds": old["folds"],
+                              "reference": old["reference"], "seconds": old["predict_seconds"]}
+    if "bn" in kinds:
+        from amoskit.devtools import nnunet_own_trainer
+        bn = nnunet_own_trainer.build(zoo)
+        extra["bn"] = {"model_folder": bn["model_folder"], "folds": [bn["folds"]], "reference": bn["reference"],
+                       "seconds": bn["nnunet_seconds"]}
+    return {**zoo, "kinds": {**zoo["kinds"], **extra}}
 
 
 def _choice_folder(zoo: dict, tmp: Path, postprocessing: bool) -> Path:
@@ -79,6 +110,7 @@ def model_for(zoo: dict, kind: str, tmp: Path) -> tuple[Path, str, Path]:
 @dataclass
 class Result:
     kind: str
+    engine: str = "fast"
     cases: int = 0
     agreement: list[float] = field(default_factory=list)
     same_geometry: bool = True
@@ -95,6 +127,7 @@ def _geometry(img: sitk.Image) -> tuple:
 
 def compare(zoo: dict, kind: str, tmp: Path, engine: str = "fast") -> Result:
     """Run an engine (CPU, TTA off) on the zoo's inputs with the kind's model; compare with nnU-Net's."""
+    engine = KIND_ENGINE.get(kind, engine)
     model, folds, reference = model_for(zoo, kind, tmp)
     out = tmp / f"ours-{engine}-{kind}"
     shutil.rmtree(out, ignore_errors=True)
@@ -102,7 +135,7 @@ def compare(zoo: dict, kind: str, tmp: Path, engine: str = "fast") -> Result:
            "FOLDS": folds, "ENGINE": engine, "TTA": "0", "FORCE_CPU": "1", "COLUMNS": "160"}
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(SCRIPT)], env=env, capture_output=True, text=True, timeout=1800)
-    r = Result(kind, seconds=time.perf_counter() - t0, log=proc.stdout + proc.stderr, rc=proc.returncode)
+    r = Result(kind, engine, seconds=time.perf_counter() - t0, log=proc.stdout + proc.stderr, rc=proc.returncode)
     rec = zoo["kinds"]["best" if kind == "zip" else kind]
     r.nnunet_seconds = float(rec.get("seconds", 0.0)) + float(rec.get("ensemble_seconds", 0.0))
     if proc.returncode != 0:
@@ -119,15 +152,15 @@ def compare(zoo: dict, kind: str, tmp: Path, engine: str = "fast") -> Result:
 
 def table(results: list[Result], engine: str = "fast") -> Table:
     t = Table(title=f"ENGINE={engine} vs nnUNetv2_predict on nnU-Net-trained folders (CPU, TTA off)")
-    for col in ("kind", "cases", "lowest agreement", "geometry", "ours s", "nnU-Net s", "ratio"):
+    for col in ("kind", "engine", "cases", "lowest agreement", "geometry", "ours s", "nnU-Net s", "ratio"):
         t.add_column(col, justify="left" if col == "kind" else "right")
     for r in results:
         if r.rc != 0:
-            t.add_row(r.kind, "-", f"FAILED (exit {r.rc})", "-", f"{r.seconds:.1f}", f"{r.nnunet_seconds:.1f}", "-")
+            t.add_row(r.kind, r.engine, "-", f"FAILED (exit {r.rc})", "-", f"{r.seconds:.1f}", f"{r.nnunet_seconds:.1f}", "-")
             continue
         low = min(r.agreement) if r.agreement else 0.0
         ratio = r.nnunet_seconds / r.seconds if r.seconds else 0.0
-        t.add_row(r.kind, str(r.cases), f"{100 * low:.3f} %", "same" if r.same_geometry else "DIFFERENT",
+        t.add_row(r.kind, r.engine, str(r.cases), f"{100 * low:.3f} %", "same" if r.same_geometry else "DIFFERENT",
                   f"{r.seconds:.1f}", f"{r.nnunet_seconds:.1f}", f"{ratio:.2f}x")
     return t
 
@@ -135,22 +168,23 @@ def table(results: list[Result], engine: str = "fast") -> Table:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--zoo", default=str(ZOO), help="the zoo folder (built there first when missing)")
-    p.add_argument("--kind", action="append", choices=KINDS, help="only these kinds (repeatable)")
+    p.add_argument("--kind", action="append", choices=ALL_KINDS, help="only these kinds (repeatable; default all)")
     p.add_argument("--engine", default="fast", choices=("fast", "nnunet"),
                    help="fast (ours, >= 99.5 %% agreement) or nnunet (nnU-Net's predictor in our runner: 100 %%)")
     a = p.parse_args(argv)
-    zoo = load_zoo(Path(a.zoo))
+    kinds = a.kind or ALL_KINDS
+    zoo = with_extra_kinds(load_zoo(Path(a.zoo)), kinds)
     console = Console()
     results = []
     with tempfile.TemporaryDirectory(prefix="amos-kinds-") as tmp:
-        for kind in a.kind or KINDS:
+        for kind in kinds:
             console.print(f"[bold]{kind}[/] ...")
             results.append(compare(zoo, kind, Path(tmp), a.engine))
             if results[-1].rc != 0:
                 console.print(results[-1].log[-2000:], markup=False)
     console.print(table(results, a.engine))
-    need = 1.0 if a.engine == "nnunet" else 0.995
-    bad = [r for r in results if r.rc or not r.same_geometry or not r.agreement or min(r.agreement) < need]
+    bad = [r for r in results if r.rc or not r.same_geometry or not r.agreement
+           or min(r.agreement) < (1.0 if r.engine == "nnunet" else 0.995)]
     return 1 if bad else 0
 
 
