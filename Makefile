@@ -153,10 +153,10 @@ bench-build: check-teamname $(FULL_STAMP) ## time a cold build and a rebuild aft
 	$(PY) -m amoskit.bench.build --base-image '$(BASE_IMAGE)' --torch-version '$(TORCH_VERSION)' \
 	    --torch-index-url '$(TORCH_INDEX_URL)' --wheelhouse '$(WHEELHOUSE)' --weights '$(WEIGHTS)'
 
-bench-kinds: $(FULL_STAMP) ## every nnU-Net folder kind of the zoo through ENGINE (default fast) vs nnUNetv2_predict: agreement, time, ratio
+bench-kinds: $(FULL_STAMP) ## every nnU-Net folder kind (zoo, old 2.2.1 plans, nnUNetTrainerBN) through ENGINE (default fast) vs nnUNetv2_predict: agreement, time, ratio
 	$(PY) -m amoskit.bench.nnunet_kinds --zoo .cache/nnunet-zoo --engine $(or $(filter nnunet,$(ENGINE)),fast)
 
-kinds-end-to-end: $(FULL_STAMP) ## every zoo kind (and an ENGINE=nnunet cascade) through make build, run, package, verify-load: one table
+kinds-end-to-end: $(FULL_STAMP) ## every kind bench-kinds runs (and an ENGINE=nnunet cascade) through make build, run, package, verify-load: one table
 	$(PY) -m amoskit.bench.kinds_end_to_end
 
 nnunet-zoo: $(FULL_STAMP) ## build (or reuse) .cache/nnunet-zoo: real nnU-Net v2 folders of every kind + nnU-Net's predictions (about 20 min on 2 cores, then cached)
