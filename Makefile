@@ -33,6 +33,7 @@ STORE           ?= auto  ## image store of verify-load's throwaway dockerd: auto
 SAMPLES         ?= 4  ## number of synthetic cases make samples writes
 TORCH_HOST_VERSION ?= 2.13.0  ## torch of the host virtualenv's full set (make setup-dev, make test) and of the offline fallback image
 PYTEST_ARGS     ?=  ## extra pytest arguments for make test, e.g. PYTEST_ARGS='-m "not docker"'
+BENCH_ARGS      ?=  ## extra bench-inference options, e.g. --case my.nii.gz --tta 0 (python -m amoskit.bench.inference --help)
 VENV            ?= .venv  ## host virtualenv of the tools
 
 # The documented variables, and those given on this command line (for make config), read before
@@ -43,7 +44,7 @@ CLI_VARS := $(filter-out LOCAL_MK AMOSKIT_NO_LOCAL_MK,$(foreach v,$(.VARIABLES),
 # `VAR ?= value  ## text` keeps the spaces before `##` in the value: strip them.
 TRIMMED := TEAMNAME TASK VERSION BASE_IMAGE LOCAL_BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE \
            WEIGHTS FOLDS CHECKPOINT ENGINE TRAINER_CODE INPUT OUTPUT DIST LABELS SAMPLES TORCH_HOST_VERSION PYTEST_ARGS VENV \
-           RUN_TIMEOUT VERIFY_ARGS STORE
+           RUN_TIMEOUT VERIFY_ARGS STORE BENCH_ARGS
 $(foreach v,$(TRIMMED),$(eval override $(v) := $(strip $(value $(v)))))
 PY := $(VENV)/bin/python
 
@@ -144,7 +145,7 @@ test: $(FULL_STAMP) ## run the tests (REQUIRE_DOCKER=1: no Docker engine is a fa
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench-inference: $(FULL_STAMP) ## time this engine against nnU-Net's own predictor on the same model and case
-	$(PY) -m amoskit.bench.inference --model $(WEIGHTS)
+	$(PY) -m amoskit.bench.inference --model $(WEIGHTS) $(BENCH_ARGS)
 
 bench-package: check-teamname $(FULL_STAMP) ## time make package against the organisers' docker save piped into gzip
 	$(PY) -m amoskit.bench.package --teamname $(TEAMNAME) --variants isal:auto,pigz:2 --repeat 3

@@ -211,8 +211,8 @@ def verdicts(summary: dict, device: str, base_kind: str = "nnunet_sequential") -
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", choices=CHILDREN)
-    ap.add_argument("--case", type=Path)
-    ap.add_argument("--model", type=Path, default=REPO / "weights")
+    ap.add_argument("--case", type=Path, help="one *.nii.gz case (default: a synthetic sample phantom)")
+    ap.add_argument("--model", type=Path, default=REPO / "weights", help="any folder make build takes as WEIGHTS")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--tta", default="both", help="0, 1 or both")
     ap.add_argument("--device", default="cuda" if os.environ.get("BENCH_DEVICE") == "cuda" else "cpu")
