@@ -48,7 +48,7 @@ TRIMMED := TEAMNAME TASK VERSION BASE_IMAGE LOCAL_BASE_IMAGE TORCH_VERSION TORCH
 $(foreach v,$(TRIMMED),$(eval override $(v) := $(strip $(value $(v)))))
 PY := $(VENV)/bin/python
 
-export TEAMNAME TASK VERSION BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE DIST WEIGHTS
+export TEAMNAME TASK VERSION BASE_IMAGE TORCH_VERSION TORCH_INDEX_URL WHEELHOUSE DIST WEIGHTS FOLDS CHECKPOINT
 
 .PHONY: help config setup setup-dev samples train-demo evaluate-demo base-image wheelhouse build run package \
         verify-load validate demo test bench-inference bench-build bench-package bench-kinds kinds-end-to-end nnunet-zoo clean check-teamname

@@ -17,7 +17,7 @@ TARGETS = ["help", "config", "setup", "samples", "train-demo", "evaluate-demo", 
            "clean", "bench-build", "kinds-end-to-end", "package", "verify-load", "validate", "check-teamname"]
 VARIABLES = ["TEAMNAME", "TASK", "VERSION", "BASE_IMAGE", "TORCH_VERSION", "TORCH_INDEX_URL",
              "WHEELHOUSE", "INPUT", "OUTPUT", "DIST", "LABELS", "VENV", "WEIGHTS", "LOCAL_BASE_IMAGE",
-             "FOLDS", "CHECKPOINT", "ENGINE", "TRAINER_CODE", "STORE", "RUN_TIMEOUT", "VERIFY_ARGS"]
+             "FOLDS", "CHECKPOINT", "ENGINE", "TRAINER_CODE", "STORE", "RUN_TIMEOUT", "VERIFY_ARGS", "BENCH_ARGS"]
 DEAD_ENGINE = "unix:///nonexistent/docker.sock"
 
 
@@ -70,6 +70,18 @@ def test_variable_values_carry_no_trailing_spaces():
     assert "--dist dist\n" in proc.stdout
     assert "dist/demoteam-task1.tar.gz --teamname demoteam --samples samples/images --labels samples/labels" in proc.stdout
     assert "--store auto --timeout 3600" in proc.stdout
+
+
+def test_bench_inference_gets_the_fold_and_checkpoint_choice(tmp_path):
+    """make bench-inference FOLDS=... CHECKPOINT=...: the benchmark's contenders read both from the
+    environment, so make must export them (the trimming of the variables had dropped them)."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "FOLDS=$FOLDS CHECKPOINT=$CHECKPOINT ARGS=$*"\n')
+    fake.chmod(0o755)
+    proc = make("bench-inference", f"PY={fake}", "FOLDS=0,1", "CHECKPOINT=checkpoint_best.pth",
+                "WEIGHTS=/m", "BENCH_ARGS=--tta 0")
+    assert proc.returncode == 0, proc.stderr
+    assert "FOLDS=0,1 CHECKPOINT=checkpoint_best.pth ARGS=-m amoskit.bench.inference --model /m --tta 0" in proc.stdout
 
 
 def test_make_config_remembers_variables_for_people_never_for_tests(tmp_path):

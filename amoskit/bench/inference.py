@@ -31,6 +31,13 @@ COMPOSITE_CONTENDERS = ("ours", "nnunet_engine")
 CHILDREN = (*CONTENDERS, "nnunet_engine", "network_alone")
 
 
+def _settings():
+    """FOLDS, CHECKPOINT and the other knobs as the engine's run reads them (make exports FOLDS and
+    CHECKPOINT), so that every contender runs the same folds of the same checkpoint."""
+    from amosseg.settings import Settings
+    return Settings.from_env(os.environ, REPO / "inference")
+
+
 def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: str) -> dict:
     """The network alone on as many tiles as the case's sliding window, in batches of `batch`.
 
@@ -40,9 +47,8 @@ def network_only(model_dir: Path, target_shape, tta: bool, batch: int, device: s
     import torch
     from amosseg.model import load_model
     from amosseg.resources import usable_cpus
-    from amosseg.settings import Settings
     from amosseg.sliding_window import mirror_combinations, tile_starts
-    settings = Settings.from_env(os.environ, REPO / "inference")  # the knobs as the engine's run reads them
+    settings = _settings()
     torch.set_num_threads(settings.torch_threads or usable_cpus())
     torch.backends.cudnn.benchmark = settings.cudnn_benchmark
     model = load_model(model_dir, settings.folds, settings.checkpoint)
@@ -101,16 +107,19 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
     import torch
     from amoskit.bench.nnunet_reference import make_predictor, predict_files
     from amosseg.model_choice import choose_dir
-    folds = tuple(f.removeprefix("fold_") for f in choose_dir(model).members[0].folds)  # the engine's choice
+    settings = _settings()
+    member = choose_dir(model, settings.checkpoint, settings.folds).members[0]  # the engine's choice
+    folds = tuple(f.removeprefix("fold_") for f in member.folds)
     if kind in ("nnunet_sequential", "nnunet_files"):
         t0 = time.perf_counter()
         predict_files(model, [case], out, folds=folds, tta=tta, device=device,
-                      sequential=kind == "nnunet_sequential", processes=min(3, len(os.sched_getaffinity(0))))
+                      sequential=kind == "nnunet_sequential", processes=min(3, len(os.sched_getaffinity(0))),
+                      checkpoint=settings.checkpoint)
         return {"rc": 0, "call": time.perf_counter() - t0, "peak_gpu_gib": peak_gpu_gib(device)}
     # nnunet_phases: nnU-Net's own functions called one by one, to split its time
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
     from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
-    pred = make_predictor(model, folds, tta, device)
+    pred = make_predictor(model, folds, tta, device, settings.checkpoint)
     t = {}
     t0 = time.perf_counter()
     img, props = SimpleITKIO().read_images([str(case)])
@@ -230,7 +239,8 @@ def main(argv=None) -> int:
         return 0
 
     from amosseg.model_choice import choose_dir
-    choice = choose_dir(args.model)
+    settings = _settings()
+    choice = choose_dir(args.model, settings.checkpoint, settings.folds)
     composite = choice.kind == "nnunet" and not (len(choice.members) == 1 and not choice.members[0].previous_stage)
     base_kind = "nnunet_engine" if composite else "nnunet_sequential"
     if composite:
