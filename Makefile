@@ -102,7 +102,7 @@ evaluate-demo: $(FULL_STAMP) ## per-organ Dice of the model in WEIGHTS on held-o
 base-image: ## build LOCAL_BASE_IMAGE (Debian bookworm + Python 3.11) with debootstrap: no registry needed
 	docker/base_image.sh $(LOCAL_BASE_IMAGE)
 
-wheelhouse: $(HOST_STAMP) ## download torch TORCH_VERSION + inference requirements (both engines) as wheels into WHEELHOUSE (default wheelhouse/)
+wheelhouse: $(HOST_STAMP) ## download torch TORCH_VERSION + inference requirements (both engines; timm + torchvision for Primus) as wheels into WHEELHOUSE (default wheelhouse/)
 	docker/make_wheelhouse.sh $(or $(WHEELHOUSE),wheelhouse) $(TORCH_VERSION) '$(TORCH_INDEX_URL)' $(PY)
 
 build: check-teamname $(HOST_STAMP) ## build the image TEAMNAME:VERSION and TEAMNAME:latest (both stages) and print its table

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Download every wheel the image's /opt/venv needs into a folder, with the host's pip, so the image
 # builds offline (`pip install --no-index`), for either engine: ENGINE=nnunet adds nnU-Net's predictor
-# (inference/requirements-nnunet*.txt; its pure-Python sdists are built into wheels here). Wheels are
+# (inference/requirements-nnunet*.txt; its pure-Python sdists are built into wheels here), and for a
+# Primus network timm and the torchvision built for TORCH_VERSION (inference/requirements-timm.txt). Wheels are
 # picked for the image's Python (cp311, glibc-based x86_64 Linux), not for the host. Quick when the
 # folder already matches the request.
 # Usage: docker/make_wheelhouse.sh DIR TORCH_VERSION [TORCH_INDEX_URL] [PYTHON]
@@ -14,8 +15,11 @@ req=inference/requirements.txt
 nodeps=inference/requirements-nodeps.txt
 nnunet=inference/requirements-nnunet.txt
 nnunet_nodeps=inference/requirements-nnunet-nodeps.txt
+timm=inference/requirements-timm.txt
+# the torchvision of this torch (one rule, in amoskit/image/torchvision_pair.py); none for torch < 2.1
+torchvision="$("$py" -m amoskit.image.torchvision_pair "$torch_version" 2>/dev/null || true)"
 
-want="torch==$torch_version index=$index_url $(cat "$req" "$nodeps" "$nnunet" "$nnunet_nodeps" | sha256sum | cut -c1-16)"
+want="torch==$torch_version index=$index_url $(cat "$req" "$nodeps" "$nnunet" "$nnunet_nodeps" "$timm" | sha256sum | cut -c1-16)"
 if [[ -f "$dest/.wheelhouse" && "$(cat "$dest/.wheelhouse")" == "$want" ]]; then
     echo "wheelhouse $dest is up to date ($(ls "$dest"/*.whl | wc -l) wheels, torch==$torch_version)"
     exit 0
@@ -36,6 +40,13 @@ quiet "$py" -m pip download --dest "$tmp" "${target[@]}" --no-deps -r "$nodeps"
 echo "... and nnU-Net's predictor for ENGINE=nnunet ($nnunet, $nnunet_nodeps)"
 quiet "$py" -m pip download --dest "$tmp" "${target[@]}" -r "$nnunet" "numpy==$(sed -n 's/^numpy==//p' "$req")"
 quiet "$py" -m pip wheel --wheel-dir "$tmp" --no-deps -r "$nnunet_nodeps"
+if [[ -n "$torchvision" ]]; then
+    echo "... and timm + torchvision==$torchvision for Primus networks ($timm)"
+    quiet "$py" -m pip download --dest "$tmp" "${target[@]}" "${extra[@]}" -r "$timm" \
+        "torch==$torch_version" "torchvision==$torchvision" "numpy==$(sed -n 's/^numpy==//p' "$req")"
+else
+    echo "note: no torchvision pairs with torch==$torch_version: this wheelhouse cannot build a Primus image"
+fi
 echo "$want" >"$tmp/.wheelhouse"
 chmod -R a+rX "$tmp"
 rm -rf "$dest"

@@ -28,11 +28,39 @@ def test_nnunets_own_network_trainers_need_no_trainer_code():
     assert "from nnU-Net itself" in c.reason
 
 
-def test_primus_is_refused_at_build_in_one_line():
-    with pytest.raises(ec.EngineChoiceError) as err:
-        ec.choose("", [("nnUNet_Primus_M_Trainer", PLAIN[1])])
-    assert "builds a Primus network, which needs timm and torchvision" in str(err.value)
-    assert "\n" not in str(err.value)
+def test_primus_runs_on_nnunets_predictor_with_timm_and_the_torchvision_of_its_torch(tmp_path):
+    c = ec.choose("", [PLAIN, ("nnUNet_Primus_M_Trainer", PLAIN[1])])
+    assert c.engine == "nnunet" and c.own_trainers == []
+    assert c.needs_timm == "nnU-Net's nnUNet_Primus_M_Trainer builds a Primus network"
+    assert "with timm and the torchvision of the image's torch" in c.reason
+    # a plan naming dynamic-network-architectures' Primus itself: never the fast engine (it lacks timm)
+    c = ec.choose("", [("nnUNetTrainer", "dynamic_network_architectures.architectures.primus.Primus")])
+    assert c.engine == "nnunet" and c.needs_timm.startswith("network dynamic_network_architectures")
+    # a custom trainer built on nnU-Net's Primus trainers, or on timm directly
+    code = tmp_path / "my_primus.py"
+    code.write_text("from nnunetv2.training.nnUNetTrainer.primus.primus_trainers import nnUNet_Primus_S_Trainer\n"
+                    "class MyTrainer(nnUNet_Primus_S_Trainer):\n    pass\n")
+    c = ec.choose("", [("MyTrainer", PLAIN[1])], str(code))
+    assert c.engine == "nnunet" and c.needs_timm == ("TRAINER_CODE imports "
+                                                     "nnunetv2.training.nnUNetTrainer.primus.primus_trainers")
+    code.write_text("import timm\nclass MyTrainer(nnUNetTrainer):\n    pass\n")
+    assert ec.choose("nnunet", [("MyTrainer", PLAIN[1])], str(code)).needs_timm == "TRAINER_CODE imports timm"
+    # what needs no timm says so; ENGINE=fast never adds it
+    assert ec.choose("", [PLAIN, ("nnUNetTrainerBN", PLAIN[1])]).needs_timm == ""
+    assert ec.choose("fast", [("nnUNet_Primus_M_Trainer", PLAIN[1])]).needs_timm == ""
+
+
+def test_torchvision_pairs_with_the_images_torch():
+    from amoskit.image.torchvision_pair import NoTorchvisionPair, main, torchvision_for
+    # the pairs PyTorch published: 2.1.2/0.16.2, 2.7.1/0.22.1 (cu118 index), 2.13.0/0.28.0, 2.14.1/0.29.1
+    assert torchvision_for("2.1.2") == "0.16.2"
+    assert torchvision_for("2.7.1+cu118") == "0.22.1+cu118"
+    assert torchvision_for("2.13.0") == "0.28.0" and torchvision_for("2.14.1") == "0.29.1"
+    assert torchvision_for("2.8") == "0.23.0"
+    for bad in ("2.0.1", "1.13.1", "latest", ""):
+        with pytest.raises(NoTorchvisionPair, match="use torch >= 2.1"):
+            torchvision_for(bad)
+    assert main(["2.7.1+cu118"]) == 0 and main(["2.0.1"]) == 1 and main([]) == 2
 
 
 def test_preprocessing_the_fast_engine_does_not_reproduce_goes_to_nnunet():

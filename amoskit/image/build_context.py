@@ -25,7 +25,8 @@ BUILDER_DOCKERFILE = "docker/Dockerfile.build"
 RUNTIME_DOCKERFILE = "docker/Dockerfile.runtime"
 NO_WHEELHOUSE = "docker/no-wheelhouse"
 REQUIREMENTS = ("inference/requirements.txt", "inference/requirements-nodeps.txt",
-                "inference/requirements-nnunet.txt", "inference/requirements-nnunet-nodeps.txt")
+                "inference/requirements-nnunet.txt", "inference/requirements-nnunet-nodeps.txt",
+                "inference/requirements-timm.txt")
 # What a private key or a credentials file looks like inside, whatever its name.
 SECRET_MARKERS = (b"PRIVATE KEY-----", b"aws_secret_access_key", b"AWS_SECRET_ACCESS_KEY")
 

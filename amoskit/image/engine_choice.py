@@ -22,6 +22,8 @@ OVERRIDES = ("build_network_architecture", "set_deep_supervision_enabled", "pred
 # nnU-Net's own trainers that build another network than the plans say (nnunetv2/training/nnUNetTrainer/
 # variants/network_architecture, primus): recognised by name, their code is nnU-Net's
 NNUNET_OWN_NETWORK_TRAINERS = re.compile(r"^nnUNetTrainerBN\w*$|^nnUNet_?\w*Primus\w*$|^_Primus\w*$")
+# modules whose import needs timm (which imports torchvision): Primus networks and their trainers
+TIMM_MODULE = re.compile(r"^(timm|torchvision)(\.|$)|\.primus(\.|$)")
 
 
 class EngineChoiceError(ValueError):
@@ -37,6 +39,8 @@ class EngineChoice:
     # nnU-Net's own trainers (by class name) whose module the image copies from its nnunetv2 to the top of
     # nnunetv2/training/nnUNetTrainer/: there nnU-Net's lookup finds them before it imports primus (timm)
     own_trainers: list[str] = field(default_factory=list)
+    # why the image needs timm and the torchvision of its torch (Primus), or "" when it does not
+    needs_timm: str = ""
 
 
 def trainer_files(trainer_code: str) -> list[Path]:
@@ -54,14 +58,18 @@ def trainer_files(trainer_code: str) -> list[Path]:
                             "at the module that defines your nnU-Net trainer class")
 
 
+def _parse(f: Path) -> ast.Module:
+    try:
+        return ast.parse(f.read_text(encoding="utf-8", errors="replace"), filename=str(f))
+    except SyntaxError as exc:
+        raise EngineChoiceError(f"TRAINER_CODE {f}: not valid Python (line {exc.lineno}); fix it") from None
+
+
 def _overrides(files: list[Path], trainer: str) -> tuple[bool, list[str]]:
     """(trainer class found, methods from OVERRIDES it or a base class in the same files defines)."""
     classes: dict[str, ast.ClassDef] = {}
     for f in files:
-        try:
-            tree = ast.parse(f.read_text(encoding="utf-8", errors="replace"), filename=str(f))
-        except SyntaxError as exc:
-            raise EngineChoiceError(f"TRAINER_CODE {f}: not valid Python (line {exc.lineno}); fix it") from None
+        tree = _parse(f)
         classes.update({n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)})
     found, methods, todo, seen = trainer in classes, [], [trainer], set()
     while todo:
@@ -76,17 +84,52 @@ def _overrides(files: list[Path], trainer: str) -> tuple[bool, list[str]]:
     return found, sorted(set(methods))
 
 
+def _imported_modules(files: list[Path]) -> set[str]:
+    """Every module TRAINER_CODE imports (its syntax tree; relative imports as written)."""
+    names: set[str] = set()
+    for f in files:
+        for node in ast.walk(_parse(f)):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+    return names
+
+
+def timm_reason(members: list[tuple], files: list[Path]) -> str:
+    """Why the image needs timm and torchvision (a Primus trainer or network, TRAINER_CODE importing them), or ""."""
+    for trainer, network, *_ in members:
+        if "primus" in trainer.lower() and NNUNET_OWN_NETWORK_TRAINERS.match(trainer):
+            return f"nnU-Net's {trainer} builds a Primus network"
+        if network and TIMM_MODULE.search(network):
+            return f"network {network} is a Primus network"
+    imported = sorted(m for m in _imported_modules(files) if TIMM_MODULE.search(m))
+    return f"TRAINER_CODE imports {', '.join(imported)}" if imported else ""
+
+
 def choose(requested: str, members: list[tuple], trainer_code: str = "") -> EngineChoice:
     """members: (trainer class name, plans' network_class_name or None[, what of the preprocessing the fast
-    engine does not reproduce or None]) of every configuration that runs. requested: ENGINE (empty = auto)."""
+    engine does not reproduce or None]) of every configuration that runs. requested: ENGINE (empty = auto).
+    An ENGINE=nnunet choice says whether the image needs timm and torchvision (needs_timm)."""
     requested = (requested or "auto").strip().lower()
     if requested not in ENGINES:
         raise EngineChoiceError(f"ENGINE={requested!r} is not an engine; set ENGINE=auto (default), fast or nnunet")
     files = trainer_files(trainer_code)
+    members = [(*m, None)[:3] for m in members]
+    choice = _choose(requested, members, files, trainer_code)
+    if choice.engine == "nnunet":
+        choice.needs_timm = timm_reason(members, files)
+    return choice
+
+
+def _choose(requested: str, members: list[tuple], files: list[Path], trainer_code: str) -> EngineChoice:
     if requested != "auto":
         why = "nnU-Net's own predictor" if requested == "nnunet" else "our engine"
         return EngineChoice(requested, f"ENGINE={requested} set by hand ({why})", files)
-    members = [(*m, None)[:3] for m in members]
+    timm = timm_reason(members, files)
+    if timm:
+        return EngineChoice("nnunet", f"{timm}: nnU-Net's own predictor runs it, with timm and the torchvision "
+                                      "of the image's torch", files)
     for trainer, network, problem in members:
         if problem:
             return EngineChoice("nnunet", f"the fast engine cannot reproduce it ({problem}): nnU-Net's own "
@@ -95,9 +138,6 @@ def choose(requested: str, members: list[tuple], trainer_code: str = "") -> Engi
             return EngineChoice("nnunet", f"network {network} is not a dynamic-network-architectures class: "
                                           "nnU-Net's own predictor builds it", files)
         if NNUNET_OWN_NETWORK_TRAINERS.match(trainer):
-            if "primus" in trainer.lower():
-                raise EngineChoiceError(f"{trainer} builds a Primus network, which needs timm and torchvision: "
-                                        "not yet in the ENGINE=nnunet image (issue 12); no engine here runs it")
             if files and _overrides(files, trainer)[0]:
                 return EngineChoice("nnunet", f"nnU-Net's {trainer} builds its own network, not the plans': "
                                               "nnU-Net's own predictor runs it (its module from TRAINER_CODE)", files)

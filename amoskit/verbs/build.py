@@ -31,6 +31,7 @@ from amoskit.image import build_context
 from amoskit import contract
 from amoskit.daemon import connect as daemon
 from amoskit.image import report as build_report
+from amoskit.image.torchvision_pair import NoTorchvisionPair, torchvision_for
 
 REPO = build_context.REPO
 PLATFORM = "linux/amd64"  # the organisers' server; also when built on an arm64 machine
@@ -187,9 +188,10 @@ def build_stages(client, *, teamname: str, task: str, version: str, base_image: 
                  torch_version: str, torch_index_url: str, wheelhouse: Path | None,
                  weights: Path, inference: Path, tags: list[str], nocache: bool = False,
                  log_path: Path | None = None, folds: str = "", checkpoint: str = "", engine: str = "fast",
-                 trainer_files: list[Path] | None = None,
-                 own_trainers: list[str] | None = None) -> tuple[StageResult, StageResult, build_context.Context]:
-    """Both stages, builder then runtime; the first tag names the runtime image."""
+                 trainer_files: list[Path] | None = None, own_trainers: list[str] | None = None,
+                 needs_timm: bool = False) -> tuple[StageResult, StageResult, build_context.Context]:
+    """Both stages, builder then runtime; the first tag names the runtime image. needs_timm: the builder
+    adds timm and the torchvision built for TORCH_VERSION (Primus networks, ENGINE=nnunet)."""
     api = client.api
     builder_tag = f"{teamname}-builder:{version}"
     with tempfile.TemporaryDirectory(prefix="amos-build-") as tmp, \
@@ -201,7 +203,8 @@ def build_stages(client, *, teamname: str, task: str, version: str, base_image: 
         builder_ctx = build_context.builder_context(workdir, wheelhouse)
         builder = run_build(api, builder_ctx, builder_tag,
                             {"BASE_IMAGE": base_image, "TORCH_VERSION": torch_version,
-                             "TORCH_INDEX_URL": torch_index_url, "ENGINE": engine},
+                             "TORCH_INDEX_URL": torch_index_url, "ENGINE": engine,
+                             "TORCHVISION_VERSION": torchvision_for(torch_version) if needs_timm else ""},
                             "builder stage (/opt/venv)", nocache=nocache, log_file=log_file,
                             offline=wheelhouse is not None)
         builder_ctx.remove()
@@ -274,6 +277,9 @@ def main(argv=None) -> int:
         if chosen.networks:
             console.print(f"networks: {'; '.join(chosen.networks)}", markup=False)
         console.print(f"engine: {chosen.engine} ({chosen.reason})", markup=False)
+        if chosen.needs_timm:  # before Docker: a TORCH_VERSION with no known torchvision is refused here
+            console.print(f"extra: timm, torchvision=={torchvision_for(a.torch_version)} ({chosen.needs_timm})",
+                          markup=False)
         wheelhouse = Path(a.wheelhouse) if a.wheelhouse else None
         client = daemon.connect()
         ensure_base_image(client, a.base_image)
@@ -287,7 +293,8 @@ def main(argv=None) -> int:
                 torch_index_url=a.torch_index_url, wheelhouse=wheelhouse, weights=weights,
                 inference=inference, tags=tags, nocache=a.nocache, log_path=log_path,
                 folds=a.folds, checkpoint=a.checkpoint, engine=chosen.engine,
-                trainer_files=chosen.trainer_files, own_trainers=chosen.own_trainers)
+                trainer_files=chosen.trainer_files, own_trainers=chosen.own_trainers,
+                needs_timm=bool(chosen.needs_timm))
         except BuildFailed as exc:
             console.print(f"[red]error:[/] build failed: {exc} (full log: {log_path})")
             return 1
@@ -297,7 +304,7 @@ def main(argv=None) -> int:
             show_weights(ctx.weights, weights, log_path)
         build_report.show(console, report, tags, seconds, builder.seconds, runtime.seconds)
         return 0 if report.size_ok else 1
-    except build_context.ContextError as exc:
+    except (build_context.ContextError, NoTorchvisionPair) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (APIError, DockerException, RequestException) as exc:   # the engine failed mid-build
