@@ -27,9 +27,10 @@ fi
 
 tmp="$(mktemp -d "${dest%/}.tmp.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
-target=(--only-binary=:all: --implementation cp --python-version 3.11 --abi cp311
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
-        --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64)
+target=(--only-binary=:all: --implementation cp --python-version 3.11 --abi cp311)
+# every glibc the image's base (bookworm: 2.36) runs, down to the oldest tag (CUDA wheels use 2_18, 2_27, ...)
+for minor in $(seq 28 -1 5); do target+=(--platform "manylinux_2_${minor}_x86_64"); done
+target+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64)
 extra=()
 [[ -n "$index_url" ]] && extra=(--extra-index-url "$index_url")
 echo "downloading wheels for torch==$torch_version + $req + $nodeps into $dest ..."

@@ -106,3 +106,17 @@ def test_by_hand_wins_and_bad_values_are_one_line(tmp_path):
     bad.write_text("class X(:\n")
     with pytest.raises(ec.EngineChoiceError, match="not valid Python"):
         ec.choose("", [PLAIN], str(bad))
+
+
+def test_timm_pin_satisfies_what_dynamic_network_architectures_asks():
+    """The image installs requirements-timm.txt beside DNA: its timm must be one DNA accepts (pip only warns)."""
+    from importlib import metadata
+    from packaging.requirements import Requirement
+    from amoskit import REPO
+    pins = {Requirement(ln).name: Requirement(ln) for ln in (REPO / "inference" / "requirements-timm.txt")
+            .read_text().splitlines() if ln.strip() and not ln.startswith("#")}
+    timm_version = next(iter(pins["timm"].specifier)).version
+    dna = [Requirement(r) for r in metadata.requires("dynamic_network_architectures") or []]
+    asked = [r for r in dna if r.name == "timm"]
+    assert asked, "dynamic-network-architectures no longer asks for timm: check requirements-timm.txt"
+    assert all(r.specifier.contains(timm_version) for r in asked), (timm_version, [str(r) for r in asked])

@@ -103,6 +103,8 @@ def choose_engine(weights: Path, choice: model_choice.Choice, engine: str, train
                 network, problem = None, None
             members.append((trainer, network, problem))
             shown_net = network.rsplit(".", 1)[-1] if network else "from the checkpoint's plans (pre-2.4 plans)"
+            if engine_choice.NNUNET_OWN_NETWORK_TRAINERS.match(trainer):
+                shown_net = f"its own network (the plans name {shown_net})"
             networks.append(f"{m.configuration or m.folder}: {trainer + ', ' if trainer else ''}{shown_net}")
     try:
         chosen = engine_choice.choose(engine, members, trainer_code)
