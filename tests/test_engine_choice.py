@@ -120,3 +120,20 @@ def test_timm_pin_satisfies_what_dynamic_network_architectures_asks():
     asked = [r for r in dna if r.name == "timm"]
     assert asked, "dynamic-network-architectures no longer asks for timm: check requirements-timm.txt"
     assert all(r.specifier.contains(timm_version) for r in asked), (timm_version, [str(r) for r in asked])
+
+
+def test_build_refuses_a_primus_folder_whose_torch_has_no_torchvision_before_docker(tmp_path, monkeypatch, capsys):
+    """make build on a Primus folder: engine nnunet + timm is said, and a TORCH_VERSION without a known
+    torchvision ends in one line naming the fix, before any Docker call (none is reachable here)."""
+    from amoskit.verbs import build
+    m = tmp_path / "nnUNet_Primus_S_Trainer__nnUNetPlans__3d_fullres"
+    for name in ("dataset.json", "plans.json", "fold_0/checkpoint_final.pth"):
+        (m / name).parent.mkdir(parents=True, exist_ok=True)
+        (m / name).write_text("{}")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    rc = build.main(["--weights", str(m), "--torch-version", "2.0.1", "--teamname", "primusteam"])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    assert "engine: nnunet (nnU-Net's nnUNet_Primus_S_Trainer builds a Primus network" in " ".join(out.split())
+    assert err.strip() == ("error: TORCH_VERSION=2.0.1: no torchvision pairs with it by the rule of torch 2.1 and "
+                           "newer (2.N.P -> 0.(N+15).P); Primus networks need torchvision: use torch >= 2.1")
