@@ -151,9 +151,12 @@ def compare(zoo: dict, kind: str, tmp: Path, engine: str = "fast") -> Result:
 
 
 def table(results: list[Result], engine: str = "fast") -> Table:
-    t = Table(title=f"ENGINE={engine} vs nnUNetv2_predict on nnU-Net-trained folders (CPU, TTA off)")
+    t = Table(title=f"ENGINE={engine} vs nnUNetv2_predict on nnU-Net-trained folders (CPU, TTA off)",
+              caption="nnU-Net s: its wall time when the zoo recorded its answer (other load than ours); "
+                      "make bench-inference times both in one run")
     for col in ("kind", "engine", "cases", "lowest agreement", "geometry", "ours s", "nnU-Net s", "ratio"):
-        t.add_column(col, justify="left" if col == "kind" else "right")
+        t.add_column(col, justify="left" if col == "kind" else "right", no_wrap=col != "kind",
+                     overflow="fold")
     for r in results:
         if r.rc != 0:
             t.add_row(r.kind, r.engine, "-", f"FAILED (exit {r.rc})", "-", f"{r.seconds:.1f}", f"{r.nnunet_seconds:.1f}", "-")
@@ -174,7 +177,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     kinds = a.kind or ALL_KINDS
     zoo = with_extra_kinds(load_zoo(Path(a.zoo)), kinds)
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=160)  # logs: names whole, not cut
     results = []
     with tempfile.TemporaryDirectory(prefix="amos-kinds-") as tmp:
         for kind in kinds:
