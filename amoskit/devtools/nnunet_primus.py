@@ -20,6 +20,9 @@ Steps, each logged to `<out>/build.log`:
 5. `<out>/primus.json`: the model folder, inputs, reference, seconds per step.
 
     python -m amoskit.devtools.nnunet_primus [--zoo .cache/nnunet-zoo] [--out .cache/nnunet-primus]
+    make wheelhouse build run TORCH_VERSION=2.14.1 TORCH_INDEX_URL= WHEELHOUSE=wheelhouse-2.14.1 \
+        WEIGHTS=<model_folder> FOLDS=0 INPUT=<inputs> OUTPUT=primus-out
+    python -m amoskit.devtools.nnunet_primus --compare primus-out   (equal to nnU-Net's answer: exit 0)
 """
 from __future__ import annotations
 
@@ -140,11 +143,36 @@ def build(zoo: Path, out: Path) -> dict:
     return record
 
 
+def compare(output: Path, reference: Path) -> bool:
+    """Each reference case against OUTPUT's: same geometry, every voxel equal (nnU-Net's predictor on both sides)."""
+    import SimpleITK as sitk
+    refs, same = sorted(reference.glob("*.nii.gz")), True
+    for ref in refs:
+        if not (output / ref.name).is_file():
+            print(f"{ref.name}: missing in {output}")
+            same = False
+            continue
+        ours, theirs = sitk.ReadImage(str(output / ref.name)), sitk.ReadImage(str(ref))
+        geometry = all(getattr(ours, g)() == getattr(theirs, g)() for g in
+                       ("GetSize", "GetSpacing", "GetOrigin", "GetDirection"))
+        a, b = sitk.GetArrayFromImage(ours), sitk.GetArrayFromImage(theirs)
+        agree = float((a == b).mean()) if geometry else 0.0
+        print(f"{ref.name}: geometry {'same' if geometry else 'DIFFERENT'}, {100 * agree:.4f} % of {a.size} voxels "
+              f"equal, {len(set(b.ravel().tolist()))} labels in nnU-Net's answer")
+        same &= geometry and agree == 1.0
+    return same and bool(refs)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--zoo", type=Path, default=REPO / ".cache" / "nnunet-zoo", help="the zoo (make nnunet-zoo)")
     ap.add_argument("--out", type=Path, default=REPO / ".cache" / "nnunet-primus")
+    ap.add_argument("--compare", type=Path, metavar="OUTPUT",
+                    help="compare the image's OUTPUT with nnU-Net's answer of an earlier build (exit 1 if not equal)")
     args = ap.parse_args(argv)
+    if args.compare:
+        record = json.loads((args.out / "primus.json").read_text())
+        return 0 if compare(args.compare, Path(record["reference"])) else 1
     print(json.dumps(build(args.zoo.resolve(), args.out.resolve()), indent=2))
     return 0
 
