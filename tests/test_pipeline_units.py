@@ -2,6 +2,7 @@
 machine here has both Docker and a GPU), output ownership, build context contents, CUDA facts."""
 from __future__ import annotations
 
+import json
 import tarfile
 
 import pytest
@@ -182,6 +183,35 @@ def test_model_folder_formats_the_engine_loads(tmp_path):
     (ts / "model.json").write_text("[1")
     with pytest.raises(build_context.ContextError, match="model.json is not a JSON object"):
         build_context.check_weights(ts)
+
+
+def test_an_ensemble_of_linked_configuration_folders_builds_with_the_real_files(tmp_path):
+    """A user's ensemble folder: amosseg_choice.json beside links to the trained configurations (what
+    bench-kinds does). make build's check and the context both follow the links (the check missed
+    them, "is missing", while the context would have shipped them); a link loop is walked once."""
+    trained = tmp_path / "results"
+    for conf in ("2d", "3d_fullres"):
+        for name in ("dataset.json", "plans.json", "fold_0/checkpoint_final.pth"):
+            f = trained / f"nnUNetTrainer__nnUNetPlans__{conf}" / name
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text("{}")
+    ens = tmp_path / "ensemble"
+    ens.mkdir()
+    names = [f"nnUNetTrainer__nnUNetPlans__{c}" for c in ("2d", "3d_fullres")]
+    for n in names:
+        (ens / n).symlink_to(trained / n)
+    (ens / names[0] / "loop").symlink_to(ens)          # a loop through the links: walked once
+    (ens / "amosseg_choice.json").write_text(json.dumps({"models": names, "folds": ["0"]}))
+    choice = build_context.check_weights(ens)
+    assert choice.ok and len(choice.members) == 2, choice.problem
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "run_inference.py").write_text("print()")
+    ctx = build_context.runtime_context(tmp_path, ens, code)
+    with tarfile.open(ctx.tar_path) as tar:
+        got = {m.name: m for m in tar.getmembers()}
+    for n in names:
+        assert got[f"weights/{n}/fold_0/checkpoint_final.pth"].isfile()
 
 
 def test_model_choice_is_checked_before_the_build_and_baked_into_the_image(tmp_path):

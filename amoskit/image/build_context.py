@@ -149,7 +149,7 @@ def selected_files(source: Path, arcdir: str, matcher: PatternMatcher) -> list[t
 
     Symlinks are followed so a model folder of links still ships the real checkpoints."""
     picked = []
-    for dirpath, dirnames, filenames in os.walk(source, followlinks=True):
+    for dirpath, dirnames, filenames in weights_stage.walk(source):
         rel_dir = Path(dirpath).relative_to(source)
         dirnames[:] = sorted(d for d in dirnames
                              if not matcher.matches(str(Path(arcdir) / rel_dir / d / "x")))

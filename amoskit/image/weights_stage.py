@@ -17,6 +17,7 @@ chosen members are extracted.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import zipfile
 from dataclasses import dataclass, field
@@ -51,6 +52,19 @@ class Source:
         return out
 
 
+def walk(root: Path):
+    """os.walk that follows links to folders (a model folder of links ships the real checkpoints, as a
+    user who links the configurations of an ensemble side by side expects) but never a loop."""
+    seen = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        yield dirpath, dirnames, filenames
+
+
 def open_source(weights: Path) -> Source:
     if weights.is_file() and zipfile.is_zipfile(weights):
         z = zipfile.ZipFile(weights)
@@ -59,9 +73,11 @@ def open_source(weights: Path) -> Source:
     if not weights.is_dir():
         raise WeightsError(f"{weights} does not exist: {model_folder.HINT}")
     files = {}
-    for p in weights.rglob("*"):
-        if p.is_file():
-            files[p.relative_to(weights).as_posix()] = p.stat().st_size
+    for dirpath, _, filenames in walk(weights):
+        for name in filenames:
+            p = Path(dirpath) / name
+            if p.is_file():
+                files[p.relative_to(weights).as_posix()] = p.stat().st_size
     return Source(weights, files)
 
 
