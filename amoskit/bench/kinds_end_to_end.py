@@ -82,7 +82,7 @@ def one_kind(zoo: dict, kind: str, tmp: Path, extra: list[str]) -> Row:
             row.engine = m.group(1) if m else "?"
             size = subprocess.run(["docker", "image", "inspect", f"{TEAM}:latest", "--format", "{{.Size}}"],
                                   capture_output=True, text=True).stdout.strip()
-            row.image_mb = int(size) / 1e6 if size.isdigit() else 0.0
+            row.image_mb = int(size) / 1e6 if size.isdigit() and rc == 0 else 0.0  # not an older build's
         if step == "verify-load":
             m = re.search(r"\bverdict\b[\s│┃|*]+(PASS|FAIL|WARN)", text, re.I)
             row.verdict = m.group(1).upper() if m else ("?" if rc else "PASS")
