@@ -83,9 +83,10 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
     """Runs inside the child process; returns phase timings."""
     if kind in ("ours", "nnunet_engine"):
         metrics = out.parent / f"metrics-{out.name}.json"
+        # ours: the engine make build picks for this folder (BENCH_OURS_ENGINE, set by main)
         env = {**os.environ, "INPUT_DIR": str(case.parent), "OUTPUT_DIR": str(out), "MODEL_DIR": str(model),
                "TTA": "1" if tta else "0", "METRICS_FILE": str(metrics),
-               "ENGINE": "nnunet" if kind == "nnunet_engine" else "fast"}
+               "ENGINE": "nnunet" if kind == "nnunet_engine" else os.environ.get("BENCH_OURS_ENGINE", "fast")}
         if device == "cpu":
             env["FORCE_CPU"] = "1"
         sys.argv = ["run_inference.py"]
@@ -95,6 +96,8 @@ def child(kind: str, case: Path, model: Path, out: Path, tta: bool, device: str,
         t0 = time.perf_counter()
         rc = run(REPO / "inference", env)
         wall = time.perf_counter() - t0
+        if not metrics.is_file():
+            raise SystemExit(f"the engine (ENGINE={env['ENGINE']}) did not run {model} (exit {rc}): its message above")
         m = run_metrics.read(metrics)
         c = m.case(case.name)
         if rc != 0 or c is None or not c.ok:
@@ -217,6 +220,36 @@ def verdicts(summary: dict, device: str, base_kind: str = "nnunet_sequential") -
     return rows
 
 
+def ours_engine(model: Path, settings) -> str:
+    """The engine make build picks for this folder (ENGINE, TRAINER_CODE as exported by make), said in a line."""
+    from amoskit.image import build_context
+    try:
+        chosen = build_context.choose_engine(model, build_context.check_weights(model, os.environ.get("FOLDS", ""),
+                                                                             os.environ.get("CHECKPOINT", "")),
+                                             os.environ.get("ENGINE", ""), os.environ.get("TRAINER_CODE", ""))
+    except build_context.ContextError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"ours: ENGINE={chosen.engine} ({chosen.reason})")
+    for trainer in chosen.own_trainers:  # as the image does: nnU-Net's module where its lookup finds it first
+        place_own_trainer(trainer)
+    return chosen.engine
+
+
+def place_own_trainer(trainer: str) -> None:
+    """Copy nnU-Net's module defining `trainer` (under variants/) to the top of this venv's trainer folder,
+    as docker/Dockerfile.runtime does in the image (nnU-Net's lookup then never imports primus/timm)."""
+    import re
+    import shutil
+    import nnunetv2
+    top = Path(nnunetv2.__file__).parent / "training" / "nnUNetTrainer"
+    pattern = re.compile(rf"^class {re.escape(trainer)}[(:]", re.M)
+    found = sorted(f for f in (top / "variants").rglob("*.py") if pattern.search(f.read_text(errors="replace")))
+    if not found:
+        raise SystemExit(f"error: nnU-Net's trainer {trainer} is not under {top / 'variants'}")
+    if not (top / found[0].name).is_file():
+        shutil.copyfile(found[0], top / found[0].name)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", choices=CHILDREN)
@@ -241,10 +274,16 @@ def main(argv=None) -> int:
     from amosseg.model_choice import choose_dir
     settings = _settings()
     choice = choose_dir(args.model, settings.checkpoint, settings.folds)
-    composite = choice.kind == "nnunet" and not (len(choice.members) == 1 and not choice.members[0].previous_stage)
+    # nnU-Net's predict_from_files takes one configuration folder; a Dataset folder, a zip, a cascade, an
+    # ensemble or postprocessing is timed against nnU-Net's own functions in our runner (ENGINE=nnunet)
+    one_folder = (choice.kind == "nnunet" and len(choice.members) == 1 and not choice.members[0].previous_stage
+                  and not choice.postprocessing and choice.members[0].folder in ("", "."))
+    composite = choice.kind != "torchscript" and not one_folder
     base_kind = "nnunet_engine" if composite else "nnunet_sequential"
+    os.environ["BENCH_OURS_ENGINE"] = ours_engine(args.model, settings)
     if composite:
-        print(f"{args.model} is an nnU-Net {choice.kind_words}: timed against nnU-Net's own predictor, cascade "
+        what = choice.kind_words if choice.kind == "nnunet" else "zip of nnUNetv2_export_model_to_zip"
+        print(f"{args.model} is an nnU-Net {what}: timed against nnU-Net's own predictor, cascade "
               f"path, ensembling and postprocessing (ENGINE=nnunet, nnU-Net's functions in one process)")
     from rich.console import Console
     from rich.table import Table
@@ -270,7 +309,7 @@ def main(argv=None) -> int:
                 console.print(f"running {kind} (TTA {'on' if tta else 'off'}) ...")
                 results[kind] = spawn(kind, case, args.model, tmp / f"out-{kind}-{tta}", tta, args.device)
             ours = results["ours"]
-            if not composite:
+            if not composite and os.environ["BENCH_OURS_ENGINE"] == "fast":  # our network, timed alone
                 console.print(f"running the network alone on the same tiles (TTA {'on' if tta else 'off'}) ...")
                 ours["network_only"] = spawn("network_alone", case, args.model, tmp / "unused", tta, args.device,
                                              list(dict.fromkeys([ours["batch"], *net_batches])),
@@ -291,7 +330,7 @@ def main(argv=None) -> int:
                           ("startup", "read", "preprocess", "network", "export", "write")), f"{r['peak_rss_gib']:.2f}",
                           fmt("peak_gpu_gib"), f"{base / r['wall']:.2f}x")
         ours = results["ours"]
-        if composite:
+        if not ours.get("network_only"):
             table.add_section()
             continue
         nets = ", ".join(f"batch {n['batch']}: {n['net_only']:.2f} s + {n['warm_up']:.2f} s warm-up"
