@@ -145,7 +145,7 @@ test: $(FULL_STAMP) ## run the tests (REQUIRE_DOCKER=1: no Docker engine is a fa
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 bench-inference: $(FULL_STAMP) ## time this engine against nnU-Net's own predictor on the same model and case
-	$(PY) -m amoskit.bench.inference --model $(WEIGHTS) $(BENCH_ARGS)
+	ENGINE='$(ENGINE)' TRAINER_CODE='$(TRAINER_CODE)' $(PY) -m amoskit.bench.inference --model $(WEIGHTS) $(BENCH_ARGS)
 
 bench-package: check-teamname $(FULL_STAMP) ## time make package against the organisers' docker save piped into gzip
 	$(PY) -m amoskit.bench.package --teamname $(TEAMNAME) --variants isal:auto,pigz:2 --repeat 3

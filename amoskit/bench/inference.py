@@ -232,7 +232,23 @@ def ours_engine(model: Path, settings) -> str:
     print(f"ours: ENGINE={chosen.engine} ({chosen.reason})")
     for trainer in chosen.own_trainers:  # as the image does: nnU-Net's module where its lookup finds it first
         place_own_trainer(trainer)
+    for f in chosen.trainer_files:  # TRAINER_CODE: nnU-Net's side needs the trainer class too, as in the image
+        place_trainer_code(f)
     return chosen.engine
+
+
+def _trainer_folder() -> Path:
+    import nnunetv2
+    return Path(nnunetv2.__file__).parent / "training" / "nnUNetTrainer"
+
+
+def place_trainer_code(f: Path) -> None:
+    """TRAINER_CODE's module beside nnU-Net's own trainers in this venv, where the image puts it."""
+    import shutil
+    target = _trainer_folder() / f.name
+    if not target.is_file() or target.read_bytes() != f.read_bytes():
+        shutil.copyfile(f, target)
+        print(f"TRAINER_CODE: {f.name} placed beside nnU-Net's trainers in this venv")
 
 
 def place_own_trainer(trainer: str) -> None:
@@ -240,8 +256,7 @@ def place_own_trainer(trainer: str) -> None:
     as docker/Dockerfile.runtime does in the image (nnU-Net's lookup then never imports primus/timm)."""
     import re
     import shutil
-    import nnunetv2
-    top = Path(nnunetv2.__file__).parent / "training" / "nnUNetTrainer"
+    top = _trainer_folder()
     pattern = re.compile(rf"^class {re.escape(trainer)}[(:]", re.M)
     found = sorted(f for f in (top / "variants").rglob("*.py") if pattern.search(f.read_text(errors="replace")))
     if not found:
