@@ -220,7 +220,7 @@ def verdicts(summary: dict, device: str, base_kind: str = "nnunet_sequential") -
     return rows
 
 
-def ours_engine(model: Path, settings) -> str:
+def ours_engine(model: Path) -> str:
     """The engine make build picks for this folder (ENGINE, TRAINER_CODE as exported by make), said in a line."""
     from amoskit.image import build_context
     try:
@@ -295,7 +295,7 @@ def main(argv=None) -> int:
                   and not choice.postprocessing and choice.members[0].folder in ("", "."))
     composite = choice.kind != "torchscript" and not one_folder
     base_kind = "nnunet_engine" if composite else "nnunet_sequential"
-    os.environ["BENCH_OURS_ENGINE"] = ours_engine(args.model, settings)
+    os.environ["BENCH_OURS_ENGINE"] = ours_engine(args.model)
     if composite:
         what = choice.kind_words if choice.kind == "nnunet" else "zip of nnUNetv2_export_model_to_zip"
         print(f"{args.model} is an nnU-Net {what}: timed against nnU-Net's own predictor, cascade "

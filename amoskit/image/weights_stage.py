@@ -54,14 +54,15 @@ class Source:
 
 def walk(root: Path):
     """os.walk that follows links to folders (a model folder of links ships the real checkpoints, as a
-    user who links the configurations of an ensemble side by side expects) but never a loop."""
-    seen = set()
+    user who links the configurations of an ensemble side by side expects) but never a loop: a folder
+    that is one of its own ancestors is not entered (two links to one folder are both walked)."""
+    root = Path(root)
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
+        here = Path(dirpath)
+        real = os.path.realpath(here)
+        if any(os.path.realpath(root / a) == real for a in here.relative_to(root).parents):
             dirnames[:] = []
             continue
-        seen.add(real)
         yield dirpath, dirnames, filenames
 
 
